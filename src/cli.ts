@@ -1,0 +1,43 @@
+/** Command-line parsing and the help text. */
+import { CONFIG_VARIABLES } from './config.js';
+import { VERSION } from './version.js';
+
+export type Command = 'daemon' | 'once' | 'check-config' | 'help' | 'version';
+
+export function parseArgs(argv: readonly string[]): { command: Command } | { error: string } {
+  const flags: Record<string, Command> = { '--once': 'once', '--check-config': 'check-config', '--help': 'help', '-h': 'help', '--version': 'version' };
+  let command: Command = 'daemon';
+  for (const arg of argv) {
+    const c = flags[arg];
+    if (!c) return { error: `unknown argument: ${arg.slice(0, 40)}` };
+    if (command !== 'daemon' && command !== c) return { error: `${arg} cannot be combined with --${command}` };
+    command = c;
+  }
+  return { command };
+}
+
+export function helpText(): string {
+  const width = Math.max(...CONFIG_VARIABLES.map((v) => v.name.length)) + 2;
+  const vars = CONFIG_VARIABLES.map((v) => {
+    const name = `${v.name}${v.fileVariant ? ' (or _FILE)' : ''}`;
+    return `  ${name.padEnd(width + 11)} ${v.description}${v.default ? ` [default: ${v.default}]` : ''}`;
+  }).join('\n');
+  return `vonage-reload-watchdog ${VERSION}
+Keeps a Vonage (Nexmo) account from running out of credit: polls the balance, tops it up
+through POST /account/top-up at most once per cooldown, and exports Prometheus metrics.
+
+Usage:
+  node dist/main.js                  run the daemon
+  node dist/main.js --once           run one poll-decide-act cycle; exit 0, or 1 if it failed
+  node dist/main.js --check-config   validate the configuration and print it (secrets masked)
+  node dist/main.js --help           this text
+
+Configuration comes from the environment; a .env file in the working directory is read when
+present, and the real environment wins. Invalid configuration exits with code 78.
+
+Environment:
+${vars}
+
+Endpoints (METRICS_HOST:METRICS_PORT): /metrics  /healthz  /readyz  /status
+`;
+}

@@ -1,0 +1,62 @@
+/**
+ * `npm run demo`: the built-in simulator with a draining balance, and the real daemon (as a child
+ * process, exactly as `npm start` runs it) on a fast schedule. A top-up happens within a minute,
+ * with no Vonage account. Ctrl-C stops both. DEMO_SECONDS stops it by itself.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startSimulator } from './simulator/simulator.js';
+
+const sim = await startSimulator({ port: Number(process.env.SIM_PORT ?? 8480), balance: 12, drainPerSecond: 0.2, topUpAmount: 20 });
+const stateDir = mkdtempSync(join(tmpdir(), 'vonage-watchdog-demo-'));
+const metricsPort = process.env.METRICS_PORT ?? '8479';
+
+process.stdout.write(`
+  Vonage simulator: ${sim.url}   balance 12.00 EUR, draining 0.20 EUR/s, top-up adds 20 EUR
+  Watchdog:         threshold 10 EUR, polls every 2 s, cooldown 30 s, at most 3 top-ups a day
+  Watch it:         http://localhost:${metricsPort}/metrics   http://localhost:${metricsPort}/status
+  Stop:             Ctrl-C
+
+`);
+
+const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', import.meta.url))], {
+  stdio: 'inherit',
+  env: {
+    ...process.env,
+    VONAGE_API_KEY: 'demo-key',
+    VONAGE_API_SECRET: 'demo-secret',
+    VONAGE_TOPUP_TRX: '8ef2447e69604f642ae59363aa5f781b',
+    VONAGE_ACCOUNT_NAME: 'demo',
+    VONAGE_BASE_URL: sim.url,
+    VONAGE_ALLOW_CUSTOM_BASE_URL: 'true',
+    TOPUP_THRESHOLD: '10',
+    TOPUP_COOLDOWN: '30s',
+    TOPUP_MAX_PER_DAY: '3',
+    POLL_SCHEDULE: '*/2 * * * * *',
+    HTTP_TIMEOUT: '2s',
+    STATE_DIR: stateDir,
+    METRICS_HOST: '127.0.0.1',
+    METRICS_PORT: metricsPort,
+    LOG_FORMAT: process.env.LOG_FORMAT ?? 'pretty',
+  },
+});
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  daemon.kill('SIGTERM');
+};
+daemon.on('exit', async (code) => {
+  await sim.close();
+  rmSync(stateDir, { recursive: true, force: true });
+  const applied = sim.appliedTopUps().length;
+  process.stdout.write(`\ndemo over: the simulator applied ${applied} top-up${applied === 1 ? '' : 's'}.\n`);
+  process.exit(code ?? 0);
+});
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+if (process.env.DEMO_SECONDS) setTimeout(stop, Number(process.env.DEMO_SECONDS) * 1000).unref();

@@ -1,0 +1,81 @@
+/**
+ * The HTTP endpoints: /metrics and /status (optionally behind a bearer token), /healthz and
+ * /readyz (always open: orchestrators probe them without credentials).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { Logger } from './log.js';
+
+export interface Probe {
+  ok: boolean;
+  reason?: string;
+}
+
+export interface HttpHandlers {
+  registry: Registry;
+  health: () => Probe;
+  ready: () => Probe;
+  status: () => unknown;
+  authToken?: string;
+  log: Logger;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Constant-time comparison; hashing first makes the lengths equal without leaking them. */
+export function tokenMatches(header: string | undefined, token: string): boolean {
+  const presented = /^Bearer (.+)$/i.exec(header ?? '')?.[1] ?? '';
+  return timingSafeEqual(digest(presented), digest(token));
+}
+
+function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8', extra: Record<string, string> = {}) {
+  res.writeHead(status, { 'Content-Type': contentType, 'Cache-Control': 'no-store', ...extra });
+  res.end(body);
+}
+
+const LANDING = `<!doctype html><html><head><title>vonage-reload-watchdog</title></head><body>
+<h1>vonage-reload-watchdog</h1><ul><li><a href="metrics">metrics</a></li><li><a href="status">status</a></li>
+<li><a href="healthz">healthz</a></li><li><a href="readyz">readyz</a></li></ul></body></html>`;
+
+export function createHttpServer(h: HttpHandlers): Server {
+  const log = h.log.child({ module: 'http' });
+  const authorized = (req: IncomingMessage) => h.authToken === undefined || tokenMatches(req.headers.authorization, h.authToken);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n', undefined, { Allow: 'GET, HEAD' });
+    switch (path) {
+      case '/healthz': {
+        const p = h.health();
+        return send(res, p.ok ? 200 : 503, JSON.stringify(p), 'application/json');
+      }
+      case '/readyz': {
+        const p = h.ready();
+        return send(res, p.ok ? 200 : 503, JSON.stringify(p), 'application/json');
+      }
+      case '/metrics':
+        if (!authorized(req)) return send(res, 401, 'unauthorized\n', undefined, { 'WWW-Authenticate': 'Bearer' });
+        return send(res, 200, await h.registry.metrics(), h.registry.contentType);
+      case '/status':
+        if (!authorized(req)) return send(res, 401, 'unauthorized\n', undefined, { 'WWW-Authenticate': 'Bearer' });
+        return send(res, 200, `${JSON.stringify(h.status(), null, 2)}\n`, 'application/json');
+      case '/':
+        return send(res, 200, LANDING, 'text/html; charset=utf-8');
+      default:
+        return send(res, 404, 'not found\n');
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ problem: err instanceof Error ? err.message : String(err) }, 'request handler failed');
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+      else res.end();
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  return server;
+}

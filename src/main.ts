@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+/**
+ * Entry point. Exit codes: 0 done, 1 a `--once` cycle failed or the daemon crashed,
+ * 64 bad command line, 78 bad configuration (EX_CONFIG, before anything is done).
+ */
+import dotenv from 'dotenv';
+import { helpText, parseArgs } from './cli.js';
+import { ConfigError, describeConfig, loadConfig, type Config } from './config.js';
+import { buildParts, startDaemon } from './daemon.js';
+
+const EXIT_USAGE = 64;
+const EXIT_CONFIG = 78;
+
+function configOrExit(): Config {
+  // quiet: dotenv would otherwise print a banner into what must stay pure JSON lines.
+  dotenv.config({ quiet: true });
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vonage-reload-watchdog: invalid configuration, nothing was done:\n${err.problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n')}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const parsed = parseArgs(process.argv.slice(2));
+  if ('error' in parsed) {
+    process.stderr.write(`vonage-reload-watchdog: ${parsed.error}\nTry --help.\n`);
+    process.exit(EXIT_USAGE);
+  }
+  const { command } = parsed;
+  if (command === 'help') {
+    process.stdout.write(helpText());
+    return;
+  }
+  if (command === 'version') {
+    const { VERSION } = await import('./version.js');
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+
+  const config = configOrExit();
+
+  if (command === 'check-config') {
+    const described = describeConfig(config);
+    const width = Math.max(...Object.keys(described).map((k) => k.length));
+    process.stdout.write('configuration is valid; effective settings:\n');
+    for (const [k, v] of Object.entries(described)) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
+    for (const w of config.warnings) process.stdout.write(`warning: ${w}\n`);
+    return;
+  }
+
+  if (command === 'once') {
+    const parts = buildParts(config);
+    const results = await Promise.all(parts.watchdogs.map((w) => w.runCycle()));
+    for (const l of parts.ledgers) l.close();
+    process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+    return;
+  }
+
+  const daemon = await startDaemon(config);
+  const { log } = daemon;
+  process.on('unhandledRejection', (reason) => {
+    log.fatal({ problem: reason instanceof Error ? reason.message : String(reason) }, 'unhandled rejection; exiting');
+    process.exit(1);
+  });
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    daemon.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  // Only our own messages: an unexpected object could carry configuration.
+  process.stderr.write(`vonage-reload-watchdog: fatal: ${err instanceof Error ? err.message : 'unknown error'}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,93 @@
+/**
+ * Every metric the watchdog exports, in one place. Metrics live on a registry the caller owns
+ * (never prom-client's global one), and every series whose labels are known up front exists at 0
+ * from the first scrape, so `increase()` and absence alerts work without waiting for an event.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, type Endpoint } from './errors.js';
+import { SKIP_REASONS } from './policy.js';
+
+export const POLL_FAILURE_REASONS = FAILURE_REASONS;
+export const TOPUP_FAILURE_REASONS = [...FAILURE_REASONS, ...TOPUP_ONLY_FAILURE_REASONS] as const;
+const ENDPOINTS: readonly Endpoint[] = ['get_balance', 'top_up'];
+
+export interface Metrics {
+  registry: Registry;
+  balance: Gauge<'account'>;
+  autoReload: Gauge<'account'>;
+  threshold: Gauge<'account'>;
+  pollSuccess: Gauge<'account'>;
+  lastPollSuccess: Gauge<'account'>;
+  polls: Counter<'account'>;
+  pollFailures: Counter<'account' | 'reason'>;
+  topups: Counter<'account'>;
+  topupFailures: Counter<'account' | 'reason'>;
+  topupsSkipped: Counter<'account' | 'reason'>;
+  lastTopupSuccess: Gauge<'account'>;
+  lastTopupAttempt: Gauge<'account'>;
+  attemptsLastDay: Gauge<'account'>;
+  maxPerDay: Gauge<'account'>;
+  topupEnabled: Gauge<'account'>;
+  ledgerWritable: Gauge<'account'>;
+  requestDuration: Histogram<'account' | 'endpoint'>;
+}
+
+export interface MetricsAccount {
+  name: string;
+  threshold: number;
+  maxPerDay: number;
+  topupEnabled: boolean;
+  dryRun: boolean;
+}
+
+export function createMetrics(registry: Registry, accounts: readonly MetricsAccount[], version: string): Metrics {
+  const registers = [registry];
+  const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['account'] as const, registers });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Counter<L>({ name, help, labelNames, registers });
+
+  const m: Metrics = {
+    registry,
+    balance: gauge('vonage_balance_euros', 'Account balance in EUR, as read by the last successful poll (cached between polls).'),
+    autoReload: gauge('vonage_auto_reload_enabled', 'Whether auto-reload is enabled on the account (1) or not (0), as of the last successful poll.'),
+    threshold: gauge('vonage_topup_threshold_euros', 'Configured TOPUP_THRESHOLD in EUR: a top-up is due below it.'),
+    pollSuccess: gauge('vonage_balance_poll_success', 'Whether the latest balance poll succeeded (1) or failed (0).'),
+    lastPollSuccess: gauge('vonage_balance_last_success_timestamp_seconds', 'Unix time of the last successful balance poll.'),
+    polls: counter('vonage_balance_polls_total', 'Balance poll cycles run.', ['account'] as const),
+    pollFailures: counter('vonage_balance_poll_failures_total', 'Balance poll cycles that failed, by reason.', ['account', 'reason'] as const),
+    topups: counter('vonage_topups_total', 'Top-up requests sent to Vonage (whatever their outcome).', ['account'] as const),
+    topupFailures: counter('vonage_topup_failures_total', 'Top-up requests that did not succeed, by reason.', ['account', 'reason'] as const),
+    topupsSkipped: counter('vonage_topups_skipped_total', 'Times the balance was below the threshold but no top-up was sent, by reason.', ['account', 'reason'] as const),
+    lastTopupSuccess: gauge('vonage_topup_last_success_timestamp_seconds', 'Unix time of the last top-up that Vonage confirmed (0 if none since start).'),
+    lastTopupAttempt: gauge('vonage_topup_last_attempt_timestamp_seconds', 'Unix time of the last top-up attempt in the ledger (0 if none).'),
+    attemptsLastDay: gauge('vonage_topup_attempts_last_24h', 'Top-up attempts in the rolling 24 h that count against TOPUP_MAX_PER_DAY.'),
+    maxPerDay: gauge('vonage_topup_max_per_day', 'Configured TOPUP_MAX_PER_DAY.'),
+    topupEnabled: gauge('vonage_topup_enabled', 'Whether the watchdog may send top-ups (1), or only watches: TOPUP_ENABLED=false or DRY_RUN=true (0).'),
+    ledgerWritable: gauge('vonage_ledger_writable', 'Whether the top-up ledger in STATE_DIR is writable (1); top-ups are refused while it is 0.'),
+    requestDuration: new Histogram({
+      name: 'vonage_api_request_duration_seconds',
+      help: 'Duration of requests to the Vonage API, by endpoint.',
+      labelNames: ['account', 'endpoint'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+  };
+
+  new Gauge({ name: 'vonage_watchdog_build_info', help: 'Build information; the value is always 1.', labelNames: ['version'] as const, registers }).set({ version }, 1);
+  collectDefaultMetrics({ register: registry });
+
+  for (const a of accounts) {
+    const account = a.name;
+    m.threshold.set({ account }, a.threshold);
+    m.maxPerDay.set({ account }, a.maxPerDay);
+    m.topupEnabled.set({ account }, a.topupEnabled && !a.dryRun ? 1 : 0);
+    for (const g of [m.balance, m.autoReload, m.pollSuccess, m.lastPollSuccess, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.ledgerWritable]) g.set({ account }, 0);
+    m.polls.inc({ account }, 0);
+    m.topups.inc({ account }, 0);
+    for (const reason of POLL_FAILURE_REASONS) m.pollFailures.inc({ account, reason }, 0);
+    for (const reason of TOPUP_FAILURE_REASONS) m.topupFailures.inc({ account, reason }, 0);
+    for (const reason of SKIP_REASONS) m.topupsSkipped.inc({ account, reason }, 0);
+    for (const endpoint of ENDPOINTS) m.requestDuration.zero({ account, endpoint });
+  }
+  return m;
+}

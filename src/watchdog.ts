@@ -1,0 +1,260 @@
+/**
+ * One account's poll → reconcile → decide → act cycle. Everything it touches is injected (client,
+ * ledger, metrics, logger, clock, sleep), so the cycle runs the same in the daemon, in `--once`
+ * and in tests against the simulator.
+ */
+import type { AccountConfig } from './config.js';
+import { VonageError } from './errors.js';
+import { LedgerWriteError, type Ledger } from './ledger.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { attemptsInLastDay, confirmable, decide, lastCountedAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
+import { getBalanceWithRetry, type BalanceReading, type VonageClient } from './vonage-client.js';
+
+export interface WatchdogDeps {
+  account: AccountConfig;
+  client: VonageClient;
+  ledger: Ledger;
+  metrics: Metrics;
+  log: Logger;
+  now: () => number;
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  httpTimeoutMs: number;
+  /** Tries of the balance read within one cycle (the top-up is never retried). */
+  balanceAttempts?: number;
+  retryBaseDelayMs?: number;
+  retryMaxDelayMs?: number;
+}
+
+export type TopUpOutcome = 'success' | 'failed' | 'unknown' | 'not_sent';
+
+export interface CycleResult {
+  ok: boolean;
+  reading?: BalanceReading;
+  pollError?: VonageError;
+  decision: Decision;
+  topUp?: { outcome: TopUpOutcome; reason?: string };
+}
+
+interface PollRecord {
+  at: number;
+  ok: boolean;
+  reason?: string;
+  message?: string;
+}
+
+export interface AccountStatus {
+  account: string;
+  balance: number | null;
+  autoReload: boolean | null;
+  threshold: number;
+  topupEnabled: boolean;
+  dryRun: boolean;
+  lastPoll: { at: string; ok: boolean; reason?: string; message?: string } | null;
+  lastSuccessfulPoll: string | null;
+  lastDecision: { action: string; reason?: string; detail?: string } | null;
+  lastTopUp: { at: string; outcome: string; reason?: string; confirmedByBalance: boolean } | null;
+  attemptsLast24h: number;
+  maxPerDay: number;
+  cooldownUntil: string | null;
+  ledger: { writable: boolean; problem?: string };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class Watchdog {
+  private lastReading: BalanceReading | undefined;
+  private lastPoll: PollRecord | undefined;
+  private lastDecision: Decision | undefined;
+  private lastSkipReason: string | undefined;
+  private readonly label: { account: string };
+  private readonly log: Logger;
+
+  constructor(private readonly deps: WatchdogDeps) {
+    this.label = { account: deps.account.name };
+    this.log = deps.log.child({ account: deps.account.name });
+    this.refreshLedgerMetrics();
+  }
+
+  get name(): string {
+    return this.deps.account.name;
+  }
+
+  /** The time of the last successful poll, for readiness. */
+  get lastSuccessAt(): number | undefined {
+    return this.lastReading?.at;
+  }
+
+  get lastPollOk(): boolean {
+    return this.lastPoll?.ok === true;
+  }
+
+  /**
+   * Runs one cycle. `signal` aborts the balance read (shutdown); a top-up already recorded in the
+   * ledger is let finish, bounded by HTTP_TIMEOUT, because abandoning it would only turn a known
+   * outcome into an unknown one.
+   */
+  async runCycle(signal?: AbortSignal): Promise<CycleResult> {
+    const { metrics, ledger, now } = this.deps;
+    metrics.polls.inc(this.label);
+    ledger.retry();
+    this.refreshLedgerMetrics();
+
+    let reading: BalanceReading;
+    try {
+      reading = await getBalanceWithRetry(this.deps.client, {
+        attempts: this.deps.balanceAttempts ?? 3,
+        baseDelayMs: this.deps.retryBaseDelayMs ?? 1000,
+        maxDelayMs: this.deps.retryMaxDelayMs ?? 10_000,
+        sleep: this.deps.sleep,
+        signal,
+        onRetry: (err, delayMs, attempt) =>
+          this.log.warn({ err, attempt, retryInMs: Math.round(delayMs) }, 'balance read failed; retrying'),
+      });
+    } catch (err) {
+      const e = err instanceof VonageError ? err : new VonageError('get_balance', 'network', 'balance read abandoned', 'unknown');
+      metrics.pollFailures.inc({ ...this.label, reason: e.reason });
+      metrics.pollSuccess.set(this.label, 0);
+      this.lastPoll = { at: now(), ok: false, reason: e.reason, message: e.message };
+      this.lastDecision = { action: 'none', why: 'no_reading' };
+      this.log.error({ err: e }, 'balance poll failed');
+      return { ok: false, pollError: e, decision: this.lastDecision };
+    }
+
+    this.lastReading = reading;
+    this.lastPoll = { at: reading.at, ok: true };
+    metrics.balance.set(this.label, reading.value);
+    metrics.autoReload.set(this.label, reading.autoReload ? 1 : 0);
+    metrics.pollSuccess.set(this.label, 1);
+    metrics.lastPollSuccess.set(this.label, reading.at / 1000);
+    this.log.info({ balance: reading.value, autoReload: reading.autoReload, requestId: reading.requestId }, 'balance read');
+
+    this.reconcile(reading);
+    const decision = decide(reading, this.settings(), ledger.view(), now());
+    this.lastDecision = decision;
+    const result: CycleResult = { ok: true, reading, decision };
+
+    if (decision.action === 'skip') {
+      metrics.topupsSkipped.inc({ ...this.label, reason: decision.reason });
+      const level = decision.reason === this.lastSkipReason ? 'debug' : 'warn';
+      this.log[level]({ reason: decision.reason, detail: decision.detail, balance: reading.value, threshold: this.deps.account.threshold }, 'balance below threshold; top-up skipped');
+      this.lastSkipReason = decision.reason;
+    } else {
+      this.lastSkipReason = undefined;
+    }
+    if (decision.action === 'topup' && !signal?.aborted) {
+      result.topUp = await this.topUp(reading);
+      result.ok = result.topUp.outcome === 'success';
+    }
+    this.refreshLedgerMetrics();
+    return result;
+  }
+
+  private settings(): PolicySettings {
+    const a = this.deps.account;
+    return {
+      threshold: a.threshold,
+      cooldownMs: a.cooldownMs,
+      maxPerDay: a.maxPerDay,
+      topupEnabled: a.topupEnabled,
+      dryRun: a.dryRun,
+      // The reading was taken moments ago in this same cycle; anything older means the process stalled.
+      maxReadingAgeMs: this.deps.httpTimeoutMs,
+    };
+  }
+
+  private async topUp(reading: BalanceReading): Promise<{ outcome: TopUpOutcome; reason?: string }> {
+    const { ledger, metrics, client, account } = this.deps;
+    let attempt: Attempt;
+    try {
+      attempt = ledger.recordAttempt(reading.value, account.threshold);
+    } catch (err) {
+      const message = err instanceof LedgerWriteError ? err.message : 'ledger write failed';
+      metrics.topupsSkipped.inc({ ...this.label, reason: 'ledger_unavailable' });
+      this.log.error({ problem: message }, 'top-up NOT sent: the attempt could not be recorded durably first');
+      this.lastDecision = { action: 'skip', reason: 'ledger_unavailable', detail: message };
+      return { outcome: 'not_sent', reason: 'ledger_unavailable' };
+    }
+    metrics.lastTopupAttempt.set(this.label, attempt.at / 1000);
+    this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold }, 'balance below threshold; sending top-up');
+
+    let outcome: TopUpOutcome;
+    let reason: string | undefined;
+    try {
+      const receipt = await client.topUp(account.trx ?? '');
+      outcome = 'success';
+      metrics.topups.inc(this.label);
+      metrics.lastTopupSuccess.set(this.label, this.deps.now() / 1000);
+      this.log.info({ attemptId: attempt.id, requestId: receipt.requestId }, 'top-up succeeded');
+    } catch (err) {
+      const e = err instanceof VonageError ? err : new VonageError('top_up', 'network', 'top-up failed', 'unknown');
+      reason = e.reason;
+      outcome = e.delivery === 'no' ? 'not_sent' : e.delivery === 'unknown' ? 'unknown' : 'failed';
+      if (outcome !== 'not_sent') metrics.topups.inc(this.label);
+      metrics.topupFailures.inc({ ...this.label, reason: e.reason });
+      const note =
+        outcome === 'unknown'
+          ? 'top-up outcome UNKNOWN: it may have been applied; not retried, counted for cooldown and cap, later readings will tell'
+          : outcome === 'not_sent'
+            ? 'top-up not sent: the connection was refused; not counted as an attempt'
+            : 'top-up failed';
+      this.log.error({ err: e, attemptId: attempt.id, outcome }, note);
+    }
+    try {
+      ledger.recordOutcome(attempt, outcome === 'success' ? 'success' : outcome, reason);
+    } catch (err) {
+      this.log.error({ problem: err instanceof Error ? err.message : 'ledger write failed', attemptId: attempt.id }, 'could not record the top-up outcome; the attempt stays counted');
+    }
+    return reason === undefined ? { outcome } : { outcome, reason };
+  }
+
+  /** An unknown outcome followed by a higher balance: the money arrived. */
+  private reconcile(reading: BalanceReading): void {
+    for (const a of confirmable(this.deps.ledger.view().attempts, reading)) {
+      try {
+        this.deps.ledger.recordConfirmed(a, reading.value);
+      } catch {
+        a.confirmedAt = reading.at;
+      }
+      this.log.info({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value }, 'balance rose after a top-up with unknown outcome: treating it as applied');
+    }
+  }
+
+  private refreshLedgerMetrics(): void {
+    const { metrics, ledger, now } = this.deps;
+    const view = ledger.view();
+    metrics.ledgerWritable.set(this.label, view.writable ? 1 : 0);
+    metrics.attemptsLastDay.set(this.label, attemptsInLastDay(view.attempts, now()).length);
+    const last = lastCountedAttempt(view.attempts);
+    if (last) metrics.lastTopupAttempt.set(this.label, last.at / 1000);
+  }
+
+  status(): AccountStatus {
+    const { account, ledger, now } = this.deps;
+    const view = ledger.view();
+    const last = view.attempts.length > 0 ? view.attempts[view.attempts.length - 1] : undefined;
+    const lastCounted = lastCountedAttempt(view.attempts);
+    const cooldownEnd = lastCounted ? lastCounted.at + account.cooldownMs : undefined;
+    const d = this.lastDecision;
+    return {
+      account: account.name,
+      balance: this.lastReading?.value ?? null,
+      autoReload: this.lastReading?.autoReload ?? null,
+      threshold: account.threshold,
+      topupEnabled: account.topupEnabled,
+      dryRun: account.dryRun,
+      lastPoll: this.lastPoll
+        ? { at: iso(this.lastPoll.at), ok: this.lastPoll.ok, ...(this.lastPoll.reason ? { reason: this.lastPoll.reason, message: this.lastPoll.message } : {}) }
+        : null,
+      lastSuccessfulPoll: this.lastReading ? iso(this.lastReading.at) : null,
+      lastDecision: d ? (d.action === 'skip' ? { action: d.action, reason: d.reason, detail: d.detail } : d.action === 'none' ? { action: d.action, reason: d.why } : { action: d.action }) : null,
+      lastTopUp: last
+        ? { at: iso(last.at), outcome: last.outcome, ...(last.reason ? { reason: last.reason } : {}), confirmedByBalance: last.confirmedAt !== undefined }
+        : null,
+      attemptsLast24h: attemptsInLastDay(view.attempts, now()).length,
+      maxPerDay: account.maxPerDay,
+      cooldownUntil: cooldownEnd !== undefined && cooldownEnd > now() ? iso(cooldownEnd) : null,
+      ledger: view.writable ? { writable: true } : { writable: false, problem: view.problem ?? 'unknown' },
+    };
+  }
+}
