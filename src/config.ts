@@ -1,0 +1,611 @@
+/**
+ * The environment contract. `loadConfig` is pure (the env object and file reader are passed in)
+ * so every rule can be tested with plain objects, and it reports every bad variable at once:
+ * fixing a container's env one restart at a time is the slow path we want to avoid.
+ *
+ * Secret values never reach a message. Non-secret values pass through `quote()`, which is the only
+ * way a user-supplied value gets into a problem, so it is also where a secret pasted into the
+ * wrong variable is caught.
+ */
+import { readFileSync } from 'node:fs';
+import cron from 'node-cron';
+import { z } from 'zod';
+import { formatDuration, parseDuration } from './duration.js';
+
+export interface AccountConfig {
+  name: string;
+  apiKey: string;
+  apiSecret: string;
+  trx: string | undefined;
+  baseUrl: string;
+  auth: 'basic' | 'query';
+  threshold: number;
+  cooldownMs: number;
+  maxPerDay: number;
+  topupEnabled: boolean;
+  dryRun: boolean;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  accounts: AccountConfig[];
+  pollSchedule: string;
+  httpTimeoutMs: number;
+  stateDir: string;
+  metrics: { host: string; port: number; authToken: string | undefined };
+  log: { level: LogLevel; format: 'json' | 'pretty' };
+  warnings: string[];
+}
+
+export interface ConfigProblem {
+  variable: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: ConfigProblem[];
+
+  constructor(problems: ConfigProblem[]) {
+    super(problems.map((p) => `${p.variable}: ${p.message}`).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export type ReadFile = (path: string) => string;
+
+export const SECRET_VARIABLES: readonly string[] = Object.freeze([
+  'VONAGE_API_SECRET',
+  'VONAGE_TOPUP_TRX',
+  'METRICS_AUTH_TOKEN',
+]);
+
+export interface ConfigVariable {
+  name: string;
+  /** A literal default, or a parenthesised note such as "(required)" when there is none. */
+  default: string;
+  description: string;
+  secret: boolean;
+  fileVariant: boolean;
+}
+
+function variable(
+  name: string,
+  defaultText: string,
+  description: string,
+  flags: { secret?: boolean; fileVariant?: boolean } = {},
+): ConfigVariable {
+  return Object.freeze({
+    name,
+    default: defaultText,
+    description,
+    secret: flags.secret ?? false,
+    fileVariant: flags.fileVariant ?? false,
+  });
+}
+
+// The order here is the order of --help, the README table and of problems in a ConfigError.
+export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
+  variable('VONAGE_API_KEY', '(required)', 'Vonage API key', { fileVariant: true }),
+  variable('VONAGE_API_SECRET', '(required)', 'Vonage API secret', { secret: true, fileVariant: true }),
+  variable(
+    'VONAGE_TOPUP_TRX',
+    '(required unless TOPUP_ENABLED=false)',
+    'reference (trx) of the payment with which auto-reload was enabled',
+    { secret: true, fileVariant: true },
+  ),
+  variable('VONAGE_ACCOUNT_NAME', '(the API key)', 'value of the `account` metric label'),
+  variable('VONAGE_BASE_URL', 'https://rest.nexmo.com', 'Vonage REST API root'),
+  variable(
+    'VONAGE_ALLOW_CUSTOM_BASE_URL',
+    'false',
+    'allow a host other than rest.nexmo.com / api.nexmo.com (the credentials are sent to it)',
+  ),
+  variable('VONAGE_AUTH', 'basic', '`basic` (Authorization header) or `query` (api_key/api_secret in the URL)'),
+  variable('TOPUP_THRESHOLD', '(required)', 'EUR; top up when the balance is below it'),
+  variable('TOPUP_COOLDOWN', '15m', 'least time between two top-up attempts (e.g. 90s, 15m, 1h)'),
+  variable('TOPUP_MAX_PER_DAY', '3', 'most top-up attempts in any rolling 24 h'),
+  variable('TOPUP_ENABLED', 'true', 'false = watch and report only'),
+  variable('DRY_RUN', 'false', 'decide and report, never send a top-up'),
+  variable('POLL_SCHEDULE', '* * * * *', 'node-cron expression (5 or 6 fields) for balance polls'),
+  variable('HTTP_TIMEOUT', '10s', 'bound on each request to Vonage'),
+  variable('STATE_DIR', './data', 'where the top-up ledger is kept'),
+  variable('METRICS_HOST', '0.0.0.0', 'address the HTTP endpoints listen on'),
+  variable('METRICS_PORT', '8479', 'port of the HTTP endpoints (0 = any free port)'),
+  variable('METRICS_AUTH_TOKEN', '(unset)', 'bearer token required on /metrics and /status', {
+    secret: true,
+    fileVariant: true,
+  }),
+  variable('LOG_LEVEL', 'info', 'fatal, error, warn, info, debug, trace or silent'),
+  variable('LOG_FORMAT', 'json', '`json` or `pretty`'),
+]);
+
+const BY_NAME: ReadonlyMap<string, ConfigVariable> = new Map(CONFIG_VARIABLES.map((v) => [v.name, v]));
+
+function literalDefault(name: string): string {
+  const text = BY_NAME.get(name)?.default;
+  if (text === undefined || text.startsWith('(')) throw new Error(`config: ${name} has no literal default`);
+  return text;
+}
+
+const VONAGE_HOSTS: readonly string[] = ['rest.nexmo.com', 'api.nexmo.com'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_FORMATS = ['json', 'pretty'] as const;
+const AUTH_MODES = ['basic', 'query'] as const;
+
+const COOLDOWN_MIN_MS = 1_000;
+const COOLDOWN_MAX_MS = 7 * 86_400_000;
+// Vonage's own auto-reload checks the balance every 5-10 minutes; below that, both can fire.
+const COOLDOWN_ADVISED_MS = 10 * 60_000;
+const TIMEOUT_MIN_MS = 100;
+const TIMEOUT_MAX_MS = 120_000;
+const THRESHOLD_MAX = 1_000_000;
+const MAX_PER_DAY_MAX = 1000;
+const SECRET_MAX_CHARS = 1024;
+const TOKEN_ADVISED_CHARS = 16;
+// Shorter strings turn up by chance in ordinary values ("true", "15m"); withholding those would
+// only make messages less useful without protecting anything.
+const SECRET_MATCH_MIN_CHARS = 4;
+
+const WITHHELD = '<withheld: it matches a secret>';
+
+const BOOLEAN = z.stringbool({ truthy: ['true', '1', 'yes'], falsy: ['false', '0', 'no'] });
+
+const CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+const CONTROL_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
+const WHITESPACE_OR_CONTROL = /[\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+
+type Env = Record<string, string | undefined>;
+
+function defaultReadFile(path: string): string {
+  return readFileSync(path, 'utf8');
+}
+
+/** Printable and bounded: values end up on terminals and in log aggregators. */
+function sanitize(text: string, maxChars: number): string {
+  const clean = Array.from(text.replace(CONTROL_ALL, ''));
+  return clean.length > maxChars ? `${clean.slice(0, maxChars).join('')}…` : clean.join('');
+}
+
+function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/** Collects problems and warnings for one loadConfig call. */
+class Checker {
+  readonly problems: ConfigProblem[] = [];
+  readonly warnings: string[] = [];
+  private readonly secrets: string[] = [];
+
+  constructor(
+    private readonly env: Env,
+    private readonly readFile: ReadFile,
+  ) {
+    for (const name of SECRET_VARIABLES) {
+      const value = this.raw(name);
+      if (value !== undefined) this.rememberSecret(value);
+    }
+  }
+
+  problem(variable: string, message: string): undefined {
+    this.problems.push({ variable, message });
+    return undefined;
+  }
+
+  /** The variable's value; `""` counts as unset because docker compose passes empty variables. */
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  /** Trimmed, for values that are parsed rather than used verbatim; blank counts as unset. */
+  trimmed(name: string): string | undefined {
+    const value = this.raw(name)?.trim();
+    return value === '' ? undefined : value;
+  }
+
+  rememberSecret(value: string): void {
+    if (value.length >= SECRET_MATCH_MIN_CHARS) this.secrets.push(value.toLowerCase());
+  }
+
+  /** A non-secret value for a message: sanitised, shortened, and withheld if it holds a secret. */
+  quote(value: string): string {
+    // Case-blind because URL parsing lowercases host names taken from the value.
+    const lower = value.toLowerCase();
+    const overlaps = this.secrets.some(
+      (s) => lower.includes(s) || (lower.length >= SECRET_MATCH_MIN_CHARS && s.includes(lower)),
+    );
+    if (overlaps) return WITHHELD;
+    return JSON.stringify(sanitize(value, 40));
+  }
+
+  required(name: string): string {
+    const entry = BY_NAME.get(name);
+    const fileHint = entry?.fileVariant ? `, or set ${name}_FILE to a file holding it` : '';
+    return `required (${entry?.description ?? name}${fileHint})`;
+  }
+
+  /**
+   * NAME or the contents of NAME_FILE. `failed` means a problem was already reported, so the
+   * caller must not add "required" on top of it.
+   */
+  sourced(name: string): { value: string; from: string } | 'unset' | 'failed' {
+    const fileName = `${name}_FILE`;
+    const direct = this.raw(name);
+    const path = this.raw(fileName);
+    const secret = SECRET_VARIABLES.includes(name);
+    if (direct !== undefined && path !== undefined) {
+      this.problem(name, `also set as ${fileName}; use one or the other`);
+      return 'failed';
+    }
+    if (direct !== undefined) return { value: direct, from: name };
+    if (path === undefined) return 'unset';
+
+    let content: string;
+    try {
+      content = this.readFile(path);
+    } catch (err) {
+      // Only the code: an error message from a custom reader could quote the file.
+      const code = (err as { code?: unknown } | null)?.code;
+      const why = typeof code === 'string' && /^[A-Z0-9_]{1,32}$/.test(code) ? code : 'unreadable';
+      this.problem(fileName, `cannot read ${this.quote(path)} (${why})`);
+      return 'failed';
+    }
+    if (typeof content !== 'string') {
+      this.problem(fileName, `cannot read ${this.quote(path)} (reader returned no text)`);
+      return 'failed';
+    }
+    // Exactly one line ending: editors and `echo` add one, and it is the top cause of
+    // "wrong password" reports for *_FILE secrets. Anything more is left for the checks below.
+    const value = content.endsWith('\r\n')
+      ? content.slice(0, -2)
+      : content.endsWith('\n')
+        ? content.slice(0, -1)
+        : content;
+    if (secret) this.rememberSecret(value);
+    if (value === '') {
+      this.problem(fileName, `${this.quote(path)} is empty`);
+      return 'failed';
+    }
+    return { value, from: fileName };
+  }
+
+  boolean(name: string): boolean | undefined {
+    const text = this.trimmed(name) ?? literalDefault(name);
+    const parsed = BOOLEAN.safeParse(text);
+    if (parsed.success) return parsed.data;
+    return this.problem(name, `must be one of true/false/1/0/yes/no (got ${this.quote(text)})`);
+  }
+
+  choice<T extends string>(name: string, options: readonly T[], wording: string): T | undefined {
+    const text = this.trimmed(name) ?? literalDefault(name);
+    const lower = text.toLowerCase();
+    const found = options.find((o) => o === lower);
+    if (found !== undefined) return found;
+    return this.problem(name, `must be ${wording} (got ${this.quote(text)})`);
+  }
+
+  integer(name: string, min: number, max: number): number | undefined {
+    const text = this.trimmed(name) ?? literalDefault(name);
+    const n = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (Number.isSafeInteger(n) && n >= min && n <= max) return n;
+    return this.problem(name, `must be a whole number from ${min} to ${max} (got ${this.quote(text)})`);
+  }
+
+  duration(name: string, minMs: number, maxMs: number): number | undefined {
+    const text = this.trimmed(name) ?? literalDefault(name);
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      return this.problem(name, `must be a duration such as 500ms, 90s, 15m or 1h30m (got ${this.quote(text)})`);
+    }
+    if (ms < minMs || ms > maxMs) {
+      return this.problem(
+        name,
+        `must be between ${formatDuration(minMs)} and ${formatDuration(maxMs)} (got ${this.quote(text)})`,
+      );
+    }
+    return ms;
+  }
+}
+
+function checkApiKey(c: Checker): string | undefined {
+  const name = 'VONAGE_API_KEY';
+  const src = c.sourced(name);
+  if (src === 'failed') return undefined;
+  if (src === 'unset') return c.problem(name, c.required(name));
+  // Never quoted: a key and secret swapped by mistake would otherwise print the secret.
+  const key = src.value;
+  if (WHITESPACE_OR_CONTROL.test(key)) return c.problem(src.from, 'must not contain whitespace or control characters');
+  if (key.includes(':')) return c.problem(src.from, 'must not contain ":" (it is the Basic auth user name)');
+  if (codePoints(key) > 64) return c.problem(src.from, 'must be at most 64 characters (it becomes a metric label)');
+  return key;
+}
+
+type Sourced = ReturnType<Checker['sourced']>;
+
+function checkApiSecret(c: Checker, src: Sourced): string | undefined {
+  const name = 'VONAGE_API_SECRET';
+  if (src === 'failed') return undefined;
+  if (src === 'unset') return c.problem(name, c.required(name));
+  const secret = src.value;
+  if (secret.trim() === '') return c.problem(src.from, 'must not be blank');
+  if (CONTROL.test(secret)) {
+    return c.problem(src.from, 'must not contain control characters (a second line ending in the file?)');
+  }
+  if (secret.length > SECRET_MAX_CHARS) return c.problem(src.from, `must be at most ${SECRET_MAX_CHARS} characters`);
+  if (secret !== secret.trim()) {
+    // Not an error: a secret may legitimately contain spaces, and we do not alter secrets.
+    c.warnings.push(`${src.from}: the value starts or ends with whitespace; it is used as is`);
+  }
+  return secret;
+}
+
+function checkTrx(c: Checker, src: Sourced, topupEnabled: boolean | undefined): string | undefined {
+  const name = 'VONAGE_TOPUP_TRX';
+  if (src === 'failed') return undefined;
+  if (src === 'unset') {
+    // When TOPUP_ENABLED is itself invalid, its own problem says enough.
+    if (topupEnabled === true) c.problem(name, c.required(name));
+    return undefined;
+  }
+  const trx = src.value;
+  if (trx.trim() === '') return c.problem(src.from, 'must not be blank');
+  if (WHITESPACE_OR_CONTROL.test(trx)) return c.problem(src.from, 'must not contain whitespace or control characters');
+  if (trx.length > 128) return c.problem(src.from, 'must be at most 128 characters');
+  return trx;
+}
+
+function checkAuthToken(c: Checker, src: Sourced): string | undefined {
+  if (src === 'failed' || src === 'unset') return undefined;
+  const token = src.value;
+  // Scrapers send it verbatim in `Authorization: Bearer …`, and HTTP trims and restricts header
+  // values, so a token outside visible ASCII could never match.
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    return c.problem(src.from, 'must be printable ASCII without spaces (it is sent in an HTTP header)');
+  }
+  if (token.length > SECRET_MAX_CHARS) return c.problem(src.from, `must be at most ${SECRET_MAX_CHARS} characters`);
+  if (token.length < TOKEN_ADVISED_CHARS) {
+    c.warnings.push(`${src.from}: shorter than ${TOKEN_ADVISED_CHARS} characters; a long random token is harder to guess`);
+  }
+  return token;
+}
+
+function checkAccountName(c: Checker, apiKey: string | undefined): string | undefined {
+  const name = 'VONAGE_ACCOUNT_NAME';
+  const text = c.raw(name);
+  if (text === undefined) return apiKey;
+  if (CONTROL.test(text)) return c.problem(name, 'must not contain control characters');
+  if (text.trim() !== text) return c.problem(name, `must not start or end with whitespace (got ${c.quote(text)})`);
+  if (codePoints(text) > 64) return c.problem(name, `must be at most 64 characters (got ${c.quote(text)})`);
+  return text;
+}
+
+function isLoopback(hostname: string): boolean {
+  // WHATWG URL has already normalised `2130706433`, `0x7f.1` and the like to dotted IPv4.
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+function checkBaseUrl(c: Checker, allowCustom: boolean | undefined): string | undefined {
+  const name = 'VONAGE_BASE_URL';
+  // The URL is never quoted whole: it may carry user:password@.
+  const text = c.trimmed(name) ?? literalDefault(name);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return c.problem(name, 'must be an absolute URL such as https://rest.nexmo.com');
+  }
+  const before = c.problems.length;
+  if (url.protocol === 'http:') {
+    if (!isLoopback(url.hostname)) c.problem(name, 'http is allowed only on loopback (127.0.0.0/8, ::1, localhost)');
+  } else if (url.protocol !== 'https:') {
+    return c.problem(name, `scheme must be https (got ${c.quote(url.protocol)})`);
+  }
+  if (url.username !== '' || url.password !== '') c.problem(name, 'must not contain a user name or password');
+  // `https://host/?` parses to an empty search, so look at the text as well.
+  if (url.search !== '' || text.includes('?')) c.problem(name, 'must not contain a query (?…)');
+  if (url.hash !== '' || text.includes('#')) c.problem(name, 'must not contain a fragment (#…)');
+
+  const path = url.pathname.replace(/\/+$/, '');
+  const vonageHost = VONAGE_HOSTS.includes(url.hostname);
+  // An invalid allow flag has its own problem; judging the host against a guess would add noise.
+  if (allowCustom === false) {
+    if (!vonageHost) {
+      c.problem(
+        name,
+        `${c.quote(url.hostname)} is not a Vonage API host (${VONAGE_HOSTS.join(', ')}); the API key and ` +
+          'secret are sent to whoever answers there. Set VONAGE_ALLOW_CUSTOM_BASE_URL=true only for a host you trust',
+      );
+    }
+    if (url.port !== '') {
+      c.problem(name, `port ${url.port} is not the default; set VONAGE_ALLOW_CUSTOM_BASE_URL=true to use it`);
+    }
+    if (vonageHost && path !== '') {
+      c.problem(name, `must be the API root, without a path (got path ${c.quote(url.pathname)})`);
+    }
+  }
+  if (c.problems.length > before) return undefined;
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+function checkThreshold(c: Checker): number | undefined {
+  const name = 'TOPUP_THRESHOLD';
+  const text = c.trimmed(name);
+  if (text === undefined) return c.problem(name, c.required(name));
+  // Money: no exponents, signs, hex, Infinity or NaN, which Number() would all accept.
+  if (!/^\d+(\.\d+)?$/.test(text)) {
+    return c.problem(name, `must be a plain decimal number of EUR such as 10 or 12.50 (got ${c.quote(text)})`);
+  }
+  const value = Number(text);
+  if (!(value > 0)) return c.problem(name, `must be greater than 0 (got ${c.quote(text)})`);
+  if (!(value <= THRESHOLD_MAX)) return c.problem(name, `must be at most ${THRESHOLD_MAX} (got ${c.quote(text)})`);
+  return value;
+}
+
+function checkCooldown(c: Checker): number | undefined {
+  const ms = c.duration('TOPUP_COOLDOWN', COOLDOWN_MIN_MS, COOLDOWN_MAX_MS);
+  if (ms !== undefined && ms < COOLDOWN_ADVISED_MS) {
+    c.warnings.push(
+      `TOPUP_COOLDOWN=${formatDuration(ms)} is below ${formatDuration(COOLDOWN_ADVISED_MS)}: Vonage's own ` +
+        'auto-reload checks the balance every 5-10 minutes, so a shorter cooldown can stack a second top-up on top of it',
+    );
+  }
+  return ms;
+}
+
+function checkSchedule(c: Checker): string | undefined {
+  const name = 'POLL_SCHEDULE';
+  const text = c.trimmed(name) ?? literalDefault(name);
+  let detail = '';
+  try {
+    if (cron.validate(text)) return text;
+    detail = cron
+      .validateDetailed(text)
+      .errors.map((e) => `${e.field}: ${e.message}`)
+      .join('; ');
+  } catch {
+    // validateDetailed is only for a better message; its failure must not hide the problem.
+  }
+  const quoted = c.quote(text);
+  // node-cron echoes the expression in its messages, so they get the same treatment as a value.
+  const why = detail === '' || quoted === WITHHELD ? '' : `: ${sanitize(detail, 160)}`;
+  return c.problem(name, `must be a node-cron expression with 5 or 6 fields${why} (got ${quoted})`);
+}
+
+function checkStateDir(c: Checker): string | undefined {
+  const name = 'STATE_DIR';
+  const text = c.raw(name) ?? literalDefault(name);
+  if (text.trim() === '') return c.problem(name, 'must not be blank');
+  if (CONTROL.test(text)) return c.problem(name, 'must not contain control characters');
+  return text;
+}
+
+function checkMetricsHost(c: Checker): string | undefined {
+  const name = 'METRICS_HOST';
+  const text = c.trimmed(name) ?? literalDefault(name);
+  if (WHITESPACE_OR_CONTROL.test(text)) {
+    return c.problem(name, `must be a host name or address without spaces (got ${c.quote(text)})`);
+  }
+  return text;
+}
+
+/**
+ * Reads the configuration from `env` (normally process.env after dotenv). Throws one ConfigError
+ * listing every problem; the result is deeply frozen so no component can change another's view.
+ */
+export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Config {
+  const c = new Checker(env, readFile);
+
+  // Secret files are read first, so quote() knows their contents before any value is quoted.
+  const secretSource = c.sourced('VONAGE_API_SECRET');
+  const trxSource = c.sourced('VONAGE_TOPUP_TRX');
+  const tokenSource = c.sourced('METRICS_AUTH_TOKEN');
+
+  const apiKey = checkApiKey(c);
+  const apiSecret = checkApiSecret(c, secretSource);
+  const topupEnabled = c.boolean('TOPUP_ENABLED');
+  const trx = checkTrx(c, trxSource, topupEnabled);
+  const authToken = checkAuthToken(c, tokenSource);
+
+  const accountName = checkAccountName(c, apiKey);
+  const allowCustom = c.boolean('VONAGE_ALLOW_CUSTOM_BASE_URL');
+  const baseUrl = checkBaseUrl(c, allowCustom);
+  const auth = c.choice('VONAGE_AUTH', AUTH_MODES, 'basic or query');
+  if (auth === 'query') {
+    c.warnings.push(
+      'VONAGE_AUTH=query puts the API secret in request URLs, where proxies and access logs may record it; basic is safer',
+    );
+  }
+  const threshold = checkThreshold(c);
+  const cooldownMs = checkCooldown(c);
+  const maxPerDay = c.integer('TOPUP_MAX_PER_DAY', 1, MAX_PER_DAY_MAX);
+  const dryRun = c.boolean('DRY_RUN');
+  const pollSchedule = checkSchedule(c);
+  const httpTimeoutMs = c.duration('HTTP_TIMEOUT', TIMEOUT_MIN_MS, TIMEOUT_MAX_MS);
+  const stateDir = checkStateDir(c);
+  const host = checkMetricsHost(c);
+  const port = c.integer('METRICS_PORT', 0, 65535);
+  const level = c.choice('LOG_LEVEL', LOG_LEVELS, `one of ${LOG_LEVELS.join('/')}`);
+  const format = c.choice('LOG_FORMAT', LOG_FORMATS, 'json or pretty');
+
+  if (c.problems.length > 0) {
+    // Sorted into table order so the same mistakes always read the same way.
+    const rank = (p: ConfigProblem): number => {
+      const i = CONFIG_VARIABLES.findIndex((v) => p.variable === v.name || p.variable === `${v.name}_FILE`);
+      return i === -1 ? CONFIG_VARIABLES.length : i;
+    };
+    const sorted = c.problems.map((p, i) => ({ p, i })).sort((a, b) => rank(a.p) - rank(b.p) || a.i - b.i);
+    throw new ConfigError(deepFreeze(sorted.map(({ p }) => p)));
+  }
+
+  // Every check above either returned a value or recorded a problem, so none is undefined here.
+  const account: AccountConfig = {
+    name: accountName!,
+    apiKey: apiKey!,
+    apiSecret: apiSecret!,
+    trx,
+    baseUrl: baseUrl!,
+    auth: auth!,
+    threshold: threshold!,
+    cooldownMs: cooldownMs!,
+    maxPerDay: maxPerDay!,
+    topupEnabled: topupEnabled!,
+    dryRun: dryRun!,
+  };
+  return deepFreeze({
+    accounts: [account],
+    pollSchedule: pollSchedule!,
+    httpTimeoutMs: httpTimeoutMs!,
+    stateDir: stateDir!,
+    metrics: { host: host!, port: port!, authToken },
+    log: { level: level!, format: format! },
+    warnings: c.warnings,
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+function masked(secret: string | undefined): string {
+  return secret === undefined ? '(unset)' : `(set, ${secret.length} chars)`;
+}
+
+/**
+ * The effective settings for --check-config, keyed by variable name, with secrets reduced to
+ * their length. VONAGE_ALLOW_CUSTOM_BASE_URL is left out: the Config keeps only its effect, the
+ * base URL. Accounts after the first (not configurable yet) get a `[i]` suffix on their keys.
+ */
+export function describeConfig(config: Config): Record<string, string> {
+  const out: Record<string, string> = {};
+  config.accounts.forEach((a, i) => {
+    const k = (name: string): string => (i === 0 ? name : `${name}[${i}]`);
+    out[k('VONAGE_API_KEY')] = a.apiKey;
+    out[k('VONAGE_API_SECRET')] = masked(a.apiSecret);
+    out[k('VONAGE_TOPUP_TRX')] = masked(a.trx);
+    out[k('VONAGE_ACCOUNT_NAME')] = a.name;
+    out[k('VONAGE_BASE_URL')] = a.baseUrl;
+    out[k('VONAGE_AUTH')] = a.auth;
+    out[k('TOPUP_THRESHOLD')] = String(a.threshold);
+    out[k('TOPUP_COOLDOWN')] = formatDuration(a.cooldownMs);
+    out[k('TOPUP_MAX_PER_DAY')] = String(a.maxPerDay);
+    out[k('TOPUP_ENABLED')] = String(a.topupEnabled);
+    out[k('DRY_RUN')] = String(a.dryRun);
+  });
+  out.POLL_SCHEDULE = config.pollSchedule;
+  out.HTTP_TIMEOUT = formatDuration(config.httpTimeoutMs);
+  out.STATE_DIR = config.stateDir;
+  out.METRICS_HOST = config.metrics.host;
+  out.METRICS_PORT = String(config.metrics.port);
+  out.METRICS_AUTH_TOKEN = masked(config.metrics.authToken);
+  out.LOG_LEVEL = config.log.level;
+  out.LOG_FORMAT = config.log.format;
+  return out;
+}
