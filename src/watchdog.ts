@@ -5,6 +5,7 @@
  */
 import type { AccountConfig } from './config.js';
 import { VonageError } from './errors.js';
+import { failpoint } from './failpoints.js';
 import { LedgerWriteError, type Ledger } from './ledger.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -177,6 +178,7 @@ export class Watchdog {
     }
     metrics.lastTopupAttempt.set(this.label, attempt.at / 1000);
     this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold }, 'balance below threshold; sending top-up');
+    failpoint('after_attempt_recorded');
 
     let outcome: TopUpOutcome;
     let reason: string | undefined;
@@ -200,8 +202,9 @@ export class Watchdog {
             : 'top-up failed';
       this.log.error({ err: e, attemptId: attempt.id, outcome }, note);
     }
+    failpoint('before_outcome_recorded');
     try {
-      ledger.recordOutcome(attempt, outcome === 'success' ? 'success' : outcome, reason);
+      ledger.recordOutcome(attempt, outcome, reason);
     } catch (err) {
       this.log.error({ problem: err instanceof Error ? err.message : 'ledger write failed', attemptId: attempt.id }, 'could not record the top-up outcome; the attempt stays counted');
     }
