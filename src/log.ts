@@ -6,8 +6,11 @@
  * As a last line of defence every line is scrubbed of each secret in the forms it could take:
  * raw, JSON-escaped, URL-encoded, and inside the base64 of the Basic header.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import PinoPretty from 'pino-pretty';
+
+// Loaded only when asked for: the JSON path should not pay for the pretty-printer's memory.
+const loadPretty = () => createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
 
 export type { Logger };
 
@@ -48,7 +51,7 @@ export function createLogger(options: LogOptions, destination?: DestinationStrea
   const stream: DestinationStream =
     destination ??
     (options.format === 'pretty'
-      ? PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'pid,hostname' })
+      ? loadPretty()({ sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'pid,hostname' })
       : pino.destination({ dest: 1, sync: true }));
   return pino(
     {
