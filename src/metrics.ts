@@ -75,6 +75,9 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
 
   new Gauge({ name: 'vonage_watchdog_build_info', help: 'Build information; the value is always 1.', labelNames: ['version'] as const, registers }).set({ version }, 1);
   collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges `_total`, which promtool rejects; the same counts stay
+  // available per type in nodejs_active_handles, nodejs_active_requests, nodejs_active_resources.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
 
   for (const a of accounts) {
     const account = a.name;
