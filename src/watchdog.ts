@@ -113,6 +113,12 @@ export class Watchdog {
           this.log.warn({ err, attempt, retryInMs: Math.round(delayMs) }, 'balance read failed; retrying'),
       });
     } catch (err) {
+      if (signal?.aborted) {
+        // Shutdown cut the read short: not Vonage's failure, so not counted as one.
+        this.log.info('balance read abandoned at shutdown');
+        this.lastDecision = { action: 'none', why: 'no_reading' };
+        return { ok: false, decision: this.lastDecision };
+      }
       const e = err instanceof VonageError ? err : new VonageError('get_balance', 'network', 'balance read abandoned', 'unknown');
       metrics.pollFailures.inc({ ...this.label, reason: e.reason });
       metrics.pollSuccess.set(this.label, 0);
