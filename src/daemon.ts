@@ -121,12 +121,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     log,
     status: () => {
       const next = scheduler.nextRun();
+      const nextPoll = next ? next.toISOString() : null;
       return {
         service: 'vonage-reload-watchdog',
         version: VERSION,
         now: new Date(now()).toISOString(),
-        nextPoll: next ? next.toISOString() : null,
-        accounts: watchdogs.map((w) => w.status()),
+        nextPoll,
+        accounts: watchdogs.map((w) => ({ ...w.status(), nextPoll })),
       };
     },
   });

@@ -52,6 +52,7 @@ describe('daemon end to end', () => {
     expect(status.accounts[0]).toMatchObject({ lastTopUp: { outcome: 'success' }, threshold: 10, autoReload: true });
     expect(Date.parse(status.accounts[0]!.cooldownUntil)).toBeGreaterThan(Date.now());
     expect(Date.parse(status.nextPoll)).toBeGreaterThan(Date.now() - 1000);
+    expect(status.accounts[0]).toMatchObject({ nextPoll: status.nextPoll });
     expect((await fetch(`${d.url}/readyz`)).status).toBe(200);
   });
 
