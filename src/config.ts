@@ -213,13 +213,22 @@ class Checker {
 
   /** A non-secret value for a message: sanitised, shortened, and withheld if it holds a secret. */
   quote(value: string): string {
+    if (this.holdsSecret(value)) return WITHHELD;
+    return JSON.stringify(sanitize(value, 40));
+  }
+
+  /** Whether a non-secret value contains (or is part of) a secret: pasted into the wrong variable. */
+  holdsSecret(value: string): boolean {
     // Case-blind because URL parsing lowercases host names taken from the value.
     const lower = value.toLowerCase();
-    const overlaps = this.secrets.some(
-      (s) => lower.includes(s) || (lower.length >= SECRET_MATCH_MIN_CHARS && s.includes(lower)),
-    );
-    if (overlaps) return WITHHELD;
-    return JSON.stringify(sanitize(value, 40));
+    return this.secrets.some((s) => lower.includes(s) || (lower.length >= SECRET_MATCH_MIN_CHARS && s.includes(lower)));
+  }
+
+  /** Values that are published (metric labels, /status, file names) must not carry a secret. */
+  refusePublishedSecret(name: string, value: string, where: string): boolean {
+    if (!this.holdsSecret(value)) return false;
+    this.problem(name, `contains a secret (pasted into the wrong variable?); it would be published ${where}`);
+    return true;
   }
 
   required(name: string): string {
@@ -321,6 +330,7 @@ function checkApiKey(c: Checker): string | undefined {
   if (WHITESPACE_OR_CONTROL.test(key)) return c.problem(src.from, 'must not contain whitespace or control characters');
   if (key.includes(':')) return c.problem(src.from, 'must not contain ":" (it is the Basic auth user name)');
   if (codePoints(key) > 64) return c.problem(src.from, 'must be at most 64 characters (it becomes a metric label)');
+  if (c.refusePublishedSecret(src.from, key, 'as the account label')) return undefined;
   return key;
 }
 
@@ -380,6 +390,7 @@ function checkAccountName(c: Checker, apiKey: string | undefined): string | unde
   if (CONTROL.test(text)) return c.problem(name, 'must not contain control characters');
   if (text.trim() !== text) return c.problem(name, `must not start or end with whitespace (got ${c.quote(text)})`);
   if (codePoints(text) > 64) return c.problem(name, `must be at most 64 characters (got ${c.quote(text)})`);
+  if (c.refusePublishedSecret(name, text, 'as the account label on every metric and in /status')) return undefined;
   return text;
 }
 
@@ -480,6 +491,7 @@ function checkStateDir(c: Checker): string | undefined {
   const text = c.raw(name) ?? literalDefault(name);
   if (text.trim() === '') return c.problem(name, 'must not be blank');
   if (CONTROL.test(text)) return c.problem(name, 'must not contain control characters');
+  if (c.refusePublishedSecret(name, text, 'in /status and --check-config')) return undefined;
   return text;
 }
 

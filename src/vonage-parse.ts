@@ -43,13 +43,14 @@ function parseFlatXml(body: string, roots: readonly string[]): Fields | undefine
   const doc = body.replace(/^\s*<\?xml[^?]*\?>/, '').trim();
   const root = /^<([A-Za-z][\w-]*)>([\s\S]*)<\/\1>$/.exec(doc);
   if (!root || !roots.includes(root[1]!)) return undefined;
-  const fields: Fields = {};
+  // No prototype: a child named <constructor> or <toString> must not look like a repeat.
+  const fields: Fields = Object.create(null) as Fields;
   let rest = root[2]!.trim();
   while (rest.length > 0) {
     const child = /^<([A-Za-z][\w-]*)>([^<]*)<\/\1>\s*/.exec(rest);
     if (!child) return undefined;
     const name = child[1]!;
-    if (name in fields) return undefined;
+    if (Object.hasOwn(fields, name)) return undefined;
     fields[name] = child[2]!.trim();
     rest = rest.slice(child[0].length);
   }

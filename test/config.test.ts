@@ -589,3 +589,27 @@ describe('properties', () => {
     );
   });
 });
+
+describe('published values never carry a secret', () => {
+  const SECRET = 'CANARY-s3cr3t-9f2-published';
+  const good = { VONAGE_API_KEY: 'abcd1234', VONAGE_API_SECRET: SECRET, VONAGE_TOPUP_TRX: '8ef2447e69604f642ae59363aa5f781b', TOPUP_THRESHOLD: '10' };
+  for (const [variable, value] of [
+    ['VONAGE_ACCOUNT_NAME', SECRET],
+    ['VONAGE_ACCOUNT_NAME', `prod-${SECRET}`],
+    ['STATE_DIR', `/data/${SECRET}`],
+  ] as const) {
+    test(`refuses a secret pasted into ${variable}, without echoing it`, () => {
+      let err: unknown;
+      try {
+        loadConfig({ ...good, [variable]: value }, () => '');
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      const e = err as ConfigError;
+      expect(e.problems.map((p) => p.variable)).toEqual([variable]);
+      expect(e.message).toMatch(/contains a secret/);
+      expect(e.message).not.toContain(SECRET);
+    });
+  }
+});

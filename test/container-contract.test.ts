@@ -71,7 +71,7 @@ describe('container contract, without a container', () => {
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
 
     await waitFor(() => sim.appliedTopUps().length === 1, 15_000, () => out);
-    const health = (p: string) => spawnSync(process.execPath, ['dist/healthcheck.js'], { cwd: app, env: { PATH: env.PATH, METRICS_PORT: p }, uid: UID, gid: GID, timeout: 10_000 });
+    const health = (p: string) => spawnSync(process.execPath, ['dist/healthcheck.js'], { cwd: app, env: { PATH: process.env.PATH ?? '', METRICS_PORT: p }, uid: UID, gid: GID, timeout: 10_000 });
     expect(health(port).status).toBe(0);
 
     proc.kill('SIGTERM');

@@ -73,3 +73,11 @@ describe('parseTopUp', () => {
     });
   }
 });
+
+describe('XML reader', () => {
+  it('is not fooled by element names that are Object.prototype members', () => {
+    const body = xml('accountBalance', '<constructor>x</constructor><value>3.5</value><toString>y</toString><autoReload>true</autoReload>');
+    expect(parseBalance(200, XML_CT, body)).toEqual({ ok: true, value: 3.5, autoReload: true });
+    expect(parseTopUp(200, XML_CT, xml('response', '<hasOwnProperty>1</hasOwnProperty><error-code>200</error-code>'))).toEqual({ ok: true });
+  });
+});
