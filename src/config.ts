@@ -149,6 +149,7 @@ const TOKEN_ADVISED_CHARS = 16;
 const SECRET_MATCH_MIN_CHARS = 4;
 
 const WITHHELD = '<withheld: it matches a secret>';
+const PUBLISHED_SECRET_PART_CHARS = 8;
 
 const BOOLEAN = z.stringbool({ truthy: ['true', '1', 'yes'], falsy: ['false', '0', 'no'] });
 
@@ -218,15 +219,19 @@ class Checker {
   }
 
   /** Whether a non-secret value contains (or is part of) a secret: pasted into the wrong variable. */
-  holdsSecret(value: string): boolean {
+  holdsSecret(value: string, minPartChars = SECRET_MATCH_MIN_CHARS): boolean {
     // Case-blind because URL parsing lowercases host names taken from the value.
     const lower = value.toLowerCase();
-    return this.secrets.some((s) => lower.includes(s) || (lower.length >= SECRET_MATCH_MIN_CHARS && s.includes(lower)));
+    return this.secrets.some((s) => lower.includes(s) || (lower.length >= minPartChars && s.includes(lower)));
   }
 
-  /** Values that are published (metric labels, /status, file names) must not carry a secret. */
+  /**
+   * Values that are published (metric labels, /status, file names) must not carry a secret.
+   * Refusing is stricter than withholding from a message, so a short name that merely occurs
+   * inside a secret (`prod`) is not refused; a whole secret or a long piece of one is.
+   */
   refusePublishedSecret(name: string, value: string, where: string): boolean {
-    if (!this.holdsSecret(value)) return false;
+    if (!this.holdsSecret(value, PUBLISHED_SECRET_PART_CHARS)) return false;
     this.problem(name, `contains a secret (pasted into the wrong variable?); it would be published ${where}`);
     return true;
   }

@@ -612,4 +612,8 @@ describe('published values never carry a secret', () => {
       expect(e.message).not.toContain(SECRET);
     });
   }
+
+  test('a short account name that merely occurs inside the secret is not refused', () => {
+    expect(loadConfig({ ...good, VONAGE_ACCOUNT_NAME: 'published' }, () => '').accounts[0]!.name).toBe('published');
+  });
 });
