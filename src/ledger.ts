@@ -137,7 +137,7 @@ export class Ledger {
         return;
       }
     }
-    const loaded = parseLedger(text, this.now());
+    const loaded = parseLedger(text);
     if ('problem' in loaded) {
       this.problem = `${this.file}: ${loaded.problem}; refusing to top up until it is repaired or moved away`;
       return;
@@ -202,8 +202,8 @@ export class Ledger {
   }
 }
 
-/** Pure: the ledger file's text → the attempts still relevant at `now`, or why it can't be trusted. */
-export function parseLedger(text: string, now: number): { attempts: Attempt[] } | { problem: string } {
+/** Pure: the ledger file's text → the attempts that can still matter, or why it can't be trusted. */
+export function parseLedger(text: string): { attempts: Attempt[] } | { problem: string } {
   // Every record is written with its newline in one write; a last line without one is torn.
   const lines = text.split('\n').slice(0, -1);
   const byId = new Map<string, Attempt>();
@@ -228,10 +228,13 @@ export function parseLedger(text: string, now: number): { attempts: Attempt[] } 
       return { problem: `unknown record at line ${i + 1}` };
     }
   }
+  // Pruned relative to the newest attempt, not to `now`: a clock that is days ahead at start-up
+  // and corrected later must not have made the daemon forget its most recent attempts.
+  const newest = Math.max(...[...byId.values()].map((a) => a.at));
   const attempts = [...byId.values()]
     // An attempt with no outcome was interrupted after it was recorded: it may have been sent.
     .map((a) => (a.outcome === 'pending' ? { ...a, outcome: 'unknown' as const, reason: a.reason ?? 'interrupted' } : a))
-    .filter((a) => a.at > now - MEMORY_WINDOW_MS)
+    .filter((a) => a.at > newest - MEMORY_WINDOW_MS)
     .sort((x, y) => x.at - y.at);
   return { attempts };
 }

@@ -71,8 +71,19 @@ export function createVonageClient(options: ClientOptions): VonageClient {
     account.auth === 'query' ? { api_key: account.apiKey, api_secret: account.apiSecret } : undefined;
 
   async function send(endpoint: Endpoint, body: string | undefined, outer?: AbortSignal) {
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = outer ? AbortSignal.any([deadline, outer]) : deadline;
+    // One controller per request, linked to the caller's signal by a listener removed in
+    // `finally`. (AbortSignal.any would do, but on Node 20 it leaks a reference on the
+    // long-lived outer signal for every request: nodejs/node#55351.)
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const onOuterAbort = () => controller.abort();
+    if (outer?.aborted) controller.abort();
+    else outer?.addEventListener('abort', onOuterAbort, { once: true });
+    const signal = controller.signal;
     const started = performance.now();
     try {
       const response = await http.request<string>({
@@ -100,8 +111,10 @@ export function createVonageClient(options: ClientOptions): VonageClient {
         retryAfter: header('retry-after'),
       };
     } catch (err) {
-      throw mapTransportError(endpoint, err, deadline.aborted, outer?.aborted ?? false);
+      throw mapTransportError(endpoint, err, timedOut, outer?.aborted ?? false);
     } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuterAbort);
       options.observe?.(endpoint, (performance.now() - started) / 1000);
     }
   }

@@ -54,7 +54,7 @@ describe('Ledger', () => {
     // The torn tail was closed off, so the next record starts on its own line.
     const b = l.recordAttempt(2, 10);
     l.close();
-    expect(parseLedger(readFileSync(file, 'utf8'), T0 + 2)).toMatchObject({ attempts: [{ id: 'x' }, { id: b.id }] });
+    expect(parseLedger(readFileSync(file, 'utf8'))).toMatchObject({ attempts: [{ id: 'x' }, { id: b.id }] });
 
     writeFileSync(file, `${good}\ngarbage\n${good}\n`);
     const corrupt = Ledger.open(dir, 'acct', () => T0);
@@ -105,7 +105,20 @@ describe('Ledger', () => {
 
   it('keeps attempts stamped in the future (clock went backwards)', () => {
     const text = `${JSON.stringify({ v: 1, type: 'attempt', id: 'f', at: T0 + 3_600_000, balance: 1, threshold: 10, account: 'a' })}\n`;
-    expect(parseLedger(text, T0)).toMatchObject({ attempts: [{ id: 'f' }] });
+    expect(parseLedger(text)).toMatchObject({ attempts: [{ id: 'f' }] });
+  });
+
+  it('forgets attempts only relative to the newest one, so a clock that was days ahead at start-up cannot erase them', () => {
+    const rec = (id: string, at: number) => `${JSON.stringify({ v: 1, type: 'attempt', id, at, balance: 1, threshold: 10, account: 'a' })}\n`;
+    const day = 24 * 3_600_000;
+    const parsed = parseLedger(rec('old', T0 - 8 * day) + rec('recent', T0));
+    expect(parsed).toMatchObject({ attempts: [{ id: 'recent' }] });
+    // Restarted while the wall clock read T0 + 8 days: the attempt at T0 is still known.
+    const dir = tempDir();
+    writeFileSync(join(dir, ledgerFileName('acct')), rec('recent', T0));
+    const l = Ledger.open(dir, 'acct', () => T0 + 8 * day);
+    expect(l.view().attempts.map((a) => a.id)).toEqual(['recent']);
+    l.close();
   });
 
   it('appends; never rewrites history', () => {
