@@ -135,6 +135,19 @@ describe('daemon end to end', () => {
     expect(d.output()).toMatch(/"msg":"stopped"/);
   });
 
+  it('a second SIGTERM during a graceful stop does not abandon the in-flight top-up', async () => {
+    const s = await simulator({ balance: 5 });
+    s.setFault({ kind: 'slow', endpoint: 'topup', delayMs: 1200 });
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir(), HTTP_TIMEOUT: '3s' }));
+    await waitFor(() => d.output().includes('sending top-up'), 10_000, d.output);
+    d.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+    expect(d.output()).toMatch(/"msg":"top-up succeeded"/);
+    expect(s.appliedTopUps()).toHaveLength(1);
+  });
+
   it('protects /metrics and /status with a bearer token; probes stay open', async () => {
     const s = await simulator({ balance: 25 });
     const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir(), METRICS_AUTH_TOKEN: 'tok-123456' }));
