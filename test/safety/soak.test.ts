@@ -18,6 +18,7 @@ import { ledgerFileName } from '../../src/ledger.js';
 import { startSimulator, type SimFault } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import { CanarySweep, daemonEnv, figure, filesText, freshStateDir, ledgerRecords, removeStateDirs, parseExposition, seriesKey, slope, trapListener } from './helpers/matrix-util.js';
+import { prng } from './helpers/crash-harness.js';
 
 const CYCLES = Number(process.env.SOAK_CYCLES ?? 3600);
 const SEED = Number(process.env.SOAK_SEED ?? 424_242);
@@ -27,18 +28,6 @@ const WARMUP = 300;
 const CHILD = resolve(__dirname, 'helpers/soak-child.mjs');
 const DIST = resolve(__dirname, '../../dist/daemon.js');
 const T0 = Date.UTC(2030, 0, 1);
-
-/** Seeded PRNG (mulberry32): the same fault sequence on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sweep = new CanarySweep();
 const started = performance.now();
@@ -119,7 +108,7 @@ describe('soak', () => {
     ];
 
     const samples: Sample[] = [];
-    const random = rng(SEED);
+    const random = prng(SEED);
     let faults = 0;
     let worstTickMs = 0;
     let tickMsTotal = 0;
