@@ -144,6 +144,11 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const url = `http://${host}:${port}`;
   scheduler.start();
   log.info({ url, schedule: config.pollSchedule, accounts: watchdogs.map((w) => w.name), version: VERSION }, 'watchdog started');
+  // Poll once now rather than at the schedule's first slot (up to a minute away by default): a
+  // restarted watchdog must see a low balance at once, and /readyz should not wait for the clock.
+  // The overlap guard keeps it from running beside the first scheduled tick; the ledger keeps a
+  // restart loop from topping up more than the cooldown allows.
+  void scheduler.tick();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

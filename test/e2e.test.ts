@@ -125,6 +125,14 @@ describe('daemon end to end', () => {
     expect(s.appliedTopUps()).toHaveLength(0);
   });
 
+  it('polls once at start-up, whatever the schedule', async () => {
+    const s = await simulator({ balance: 25 });
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir(), POLL_SCHEDULE: '0 0 1 1 *' }));
+    await waitFor(async () => (await fetch(`${d.url}/readyz`)).status === 200, 10_000, d.output);
+    expect(await metricValue(d.url, `vonage_balance_euros${A}`)).toBe(25);
+    expect(s.requests().filter((r) => r.endpoint === 'balance')).toHaveLength(1);
+  });
+
   it('SIGTERM stops scheduling, closes the server and exits 0', async () => {
     const s = await simulator({ balance: 25 });
     const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir() }));
