@@ -21,6 +21,8 @@ export interface DaemonDeps {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   logDestination?: DestinationStream;
   log?: Logger;
+  /** Run the first cycle at start-up (default). Tests that drive every tick themselves turn it off. */
+  pollAtStart?: boolean;
 }
 
 export interface Parts {
@@ -148,7 +150,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   // restarted watchdog must see a low balance at once, and /readyz should not wait for the clock.
   // The overlap guard keeps it from running beside the first scheduled tick; the ledger keeps a
   // restart loop from topping up more than the cooldown allows.
-  void scheduler.tick();
+  if (deps.pollAtStart !== false) void scheduler.tick();
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

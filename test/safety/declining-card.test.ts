@@ -83,7 +83,7 @@ describe('declining card: every top-up fails, polled every simulated minute', ()
       const log = new LogSink();
       const rs = recordingSleep(0);
       const env = daemonEnv(sim.url, dir, { TOPUP_COOLDOWN: '15m', TOPUP_MAX_PER_DAY: String(MAX_PER_DAY), HTTP_TIMEOUT: '5s', LOG_LEVEL: 'info' });
-      const d = await startDaemon(loadConfig(env), { logDestination: log, now: clock.now, sleep: rs.sleep });
+      const d = await startDaemon(loadConfig(env), { logDestination: log, now: clock.now, sleep: rs.sleep, pollAtStart: false });
       const w = d.watchdogs[0]!;
       const cycles = 24 * 60 + v.extraMinutes;
       const checkpoints: number[] = [];

@@ -91,7 +91,7 @@ interface Harness {
 }
 
 async function inProcessDaemon(sim: Simulator, dir: string, log: LogSink, clock: ReturnType<typeof offsetClock>, rs: ReturnType<typeof recordingSleep>): Promise<Harness> {
-  const d = await startDaemon(loadConfig(daemonEnv(sim.url, dir)), { logDestination: log, now: clock.now, sleep: rs.sleep });
+  const d = await startDaemon(loadConfig(daemonEnv(sim.url, dir)), { logDestination: log, now: clock.now, sleep: rs.sleep, pollAtStart: false });
   return {
     tick: async () => {
       expect(await d.scheduler.tick()).toBe('ran');
