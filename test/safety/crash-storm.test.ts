@@ -16,10 +16,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
-import { baseEnv, waitFor, type Child } from '../helpers/daemon.js';
+import { baseEnv, waitFor } from '../helpers/daemon.js';
 import {
   Outputs,
   alive,
@@ -36,7 +36,7 @@ import {
   minOf,
   percentile,
   prng,
-  removeScratch,
+  cleanupAfterAll,
   scratchDir,
   seedFor,
   sleep,
@@ -83,13 +83,7 @@ interface StormResult {
   appliedLog: string;
 }
 
-const sims: Simulator[] = [];
-const children: Child[] = [];
-afterAll(async () => {
-  for (const c of children) if (alive(c)) c.proc.kill('SIGKILL');
-  for (const s of sims) await s.close();
-  removeScratch();
-});
+const { sims, children } = cleanupAfterAll();
 
 function pickKind(r: number): Kind {
   if (r < 0.25) return 'failpoint_after_attempt';

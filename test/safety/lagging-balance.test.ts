@@ -12,24 +12,18 @@
  *    Vonage's own balance-refresh cycle (>= 10 min); the test pins the behaviour down so a change
  *    in it is noticed.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
+import { describe, expect, it } from 'vitest';
+import { startSimulator } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import { baseEnv, metricValue, startDaemon, waitFor, type Child } from '../helpers/daemon.js';
-import { ACCOUNT, Outputs, alive, appliedWithArrival, auditLedger, checkSpacing, childDir, figure, removeScratch, scratchDir, topUpPosts, until } from './helpers/crash-harness.js';
+import { ACCOUNT, Outputs, appliedWithArrival, auditLedger, checkSpacing, childDir, cleanupAfterAll, figure, scratchDir, topUpPosts, until } from './helpers/crash-harness.js';
 
 const LOW = 5;
 const TOPUP = 20;
 const skipped = (reason: string) => `vonage_topups_skipped_total{account="${ACCOUNT}",reason="${reason}"}`;
 const BALANCE = `vonage_balance_euros{account="${ACCOUNT}"}`;
 
-const sims: Simulator[] = [];
-const children: Child[] = [];
-afterAll(async () => {
-  for (const c of children) if (alive(c)) c.proc.kill('SIGKILL');
-  for (const s of sims) await s.close();
-  removeScratch();
-});
+const { sims, children } = cleanupAfterAll();
 
 async function setup(label: string, lagPolls: number, extra: Record<string, string>) {
   const stateDir = scratchDir(`crash-lag-${label}-`);

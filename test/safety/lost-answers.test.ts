@@ -10,11 +10,11 @@
  * ledger file and in /status, then `confirmedByBalance: true` and the log line
  * 'treating it as applied' once the balance shows the money.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
+import { describe, expect, it } from 'vitest';
+import { startSimulator } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import { baseEnv, metricValue, startDaemon, waitFor, type Child } from '../helpers/daemon.js';
-import { ACCOUNT, Outputs, alive, appliedWithArrival, auditLedger, checkSpacing, childDir, figure, ledgerLines, matchPostsToAttempts, removeScratch, scratchDir, topUpPosts, until } from './helpers/crash-harness.js';
+import { ACCOUNT, Outputs, appliedWithArrival, auditLedger, checkSpacing, childDir, cleanupAfterAll, figure, ledgerLines, matchPostsToAttempts, scratchDir, topUpPosts, until } from './helpers/crash-harness.js';
 
 type Mode = 'reset' | 'hang' | 'truncated';
 const MODES: Mode[] = ['reset', 'hang', 'truncated'];
@@ -31,13 +31,7 @@ interface Status {
   accounts: { lastTopUp: { at: string; outcome: string; reason?: string; confirmedByBalance: boolean } | null; attemptsLast24h: number }[];
 }
 
-const sims: Simulator[] = [];
-const children: Child[] = [];
-afterAll(async () => {
-  for (const c of children) if (alive(c)) c.proc.kill('SIGKILL');
-  for (const s of sims) await s.close();
-  removeScratch();
-});
+const { sims, children } = cleanupAfterAll();
 
 const status = async (c: Child) => ((await (await fetch(`${c.url}/status`)).json()) as Status).accounts[0]!;
 

@@ -11,9 +11,9 @@
  *  - the restart polls inside the cooldown and sends nothing: one POST per cooldown.
  */
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { shutdownBoundMs } from '../../src/daemon.js';
-import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
+import { startSimulator } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import { baseEnv, type Child } from '../helpers/daemon.js';
 import {
@@ -27,7 +27,7 @@ import {
   matchPostsToAttempts,
   percentile,
   prng,
-  removeScratch,
+  cleanupAfterAll,
   scratchDir,
   seedFor,
   sleep,
@@ -61,15 +61,9 @@ interface Stop {
   startupMs: number | undefined;
 }
 
-const sims: Simulator[] = [];
+const { sims, children } = cleanupAfterAll();
 const minGaps: number[] = [];
 const maxLags: number[] = [];
-const children: Child[] = [];
-afterAll(async () => {
-  for (const c of children) if (alive(c)) c.proc.kill('SIGKILL');
-  for (const s of sims) await s.close();
-  removeScratch();
-});
 
 interface LaneResult {
   stops: Stop[];

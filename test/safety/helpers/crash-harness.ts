@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ledgerFileName } from '../../../src/ledger.js';
 import type { AppliedTopUp, Simulator, SimRequestRecord } from '../../../src/simulator/simulator.js';
 import { expectNoSecret } from '../../helpers/account.js';
+import { afterAll } from 'vitest';
 import { freePort, run, type Child } from '../../helpers/daemon.js';
 
 /** The account label every child daemon runs with (baseEnv sets VONAGE_ACCOUNT_NAME=e2e). */
@@ -313,4 +314,18 @@ export function whenStarted(c: Child): Promise<number | undefined> {
     });
     check();
   });
+}
+
+/**
+ * Simulators and daemons a test file starts, cleaned up after its last test: children still
+ * alive are killed, simulators closed, scratch directories removed.
+ */
+export function cleanupAfterAll(): { sims: Simulator[]; children: Child[] } {
+  const tracked = { sims: [] as Simulator[], children: [] as Child[] };
+  afterAll(async () => {
+    for (const c of tracked.children) if (alive(c)) c.proc.kill('SIGKILL');
+    for (const s of tracked.sims) await s.close();
+    removeScratch();
+  });
+  return tracked;
 }
