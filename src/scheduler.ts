@@ -30,7 +30,8 @@ export function createScheduler(options: {
   const now = options.now ?? Date.now;
   const log = options.log.child({ module: 'scheduler' });
   let inFlight: Promise<void> | undefined;
-  let controller = new AbortController();
+  // Aborted once at stop and never renewed: a tick after stop reads nothing and sends nothing.
+  const controller = new AbortController();
   let lastTickAt: number | undefined;
   let stopped = false;
 
@@ -77,7 +78,6 @@ export function createScheduler(options: {
       await task.stop();
       await task.destroy();
       controller.abort();
-      controller = new AbortController();
       if (!inFlight) return true;
       let timer: NodeJS.Timeout | undefined;
       const finished = await Promise.race([

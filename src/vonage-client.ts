@@ -6,7 +6,7 @@
  * credential would go wherever the Location points. Every failure leaves this module as a
  * VonageError; no axios object escapes, because its config holds the secret.
  */
-import axios, { AxiosError, type AxiosInstance } from 'axios';
+import axios, { AxiosError } from 'axios';
 import type { AccountConfig } from './config.js';
 import { VonageError, type Delivery, type Endpoint, type FailureReason } from './errors.js';
 import { parseBalance, parseTopUp, type ParseFailure } from './vonage-parse.js';
@@ -35,7 +35,6 @@ export interface ClientOptions {
   now?: () => number;
   /** Called after every request with its wall duration, for the latency histogram. */
   observe?: (endpoint: Endpoint, seconds: number) => void;
-  http?: AxiosInstance;
 }
 
 /** A balance answer is a few dozen bytes; anything far larger is hostile or broken. */
@@ -49,9 +48,8 @@ const PATHS: Record<Endpoint, string> = {
 export function createVonageClient(options: ClientOptions): VonageClient {
   const { account, timeoutMs } = options;
   const now = options.now ?? Date.now;
-  const http =
-    options.http ??
-    axios.create({
+  // Built here, never injected: its limits (deadline, no redirects, size cap) are the safety.
+  const http = axios.create({
       baseURL: account.baseUrl,
       timeout: timeoutMs,
       maxRedirects: 0,

@@ -182,7 +182,6 @@ export class Watchdog {
       this.lastDecision = { action: 'skip', reason: 'ledger_unavailable', detail: message };
       return { outcome: 'not_sent', reason: 'ledger_unavailable' };
     }
-    metrics.lastTopupAttempt.set(this.label, attempt.at / 1000);
     this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold }, 'balance below threshold; sending top-up');
     failpoint('after_attempt_recorded');
 

@@ -1,5 +1,5 @@
 import { AxiosError } from 'axios';
-import { createServer } from 'node:net';
+import { freePort } from './helpers/daemon.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VonageError } from '../src/errors.js';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
@@ -104,10 +104,8 @@ describe('client against the simulator', () => {
   });
 
   it('knows a refused connection never left', async () => {
-    const srv = createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const port = (srv.address() as { port: number }).port;
-    await new Promise<void>((r) => srv.close(() => r()));
+    // A port bound and released: nothing listens there.
+    const port = await freePort();
     sim = await startSimulator();
     const c = createVonageClient({ account: account(`http://127.0.0.1:${port}`), timeoutMs: 1000 });
     expect(await failure(c.topUp(TRX))).toMatchObject({ reason: 'connection_refused', delivery: 'no' });

@@ -24,11 +24,10 @@ import { startSimulator, type SimFault, type Simulator } from '../../src/simulat
 import { createVonageClient, type VonageClient } from '../../src/vonage-client.js';
 import { Watchdog, type AccountStatus } from '../../src/watchdog.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
-import { baseEnv, metricValue, startDaemon as startChild, stop as stopChild, tempDir, waitFor, type Child } from '../helpers/daemon.js';
+import { baseEnv, freePort, metricValue, startDaemon as startChild, stop as stopChild, tempDir, waitFor, type Child } from '../helpers/daemon.js';
 import {
   CanarySweep,
   changed,
-  closedPort,
   daemonEnv,
   figure,
   filesText,
@@ -122,7 +121,7 @@ async function splitDaemon(sim: Simulator, dir: string, log: LogSink, clock: Ret
   const parts = buildParts(config, { logDestination: log, now: clock.now, sleep: rs.sleep });
   const account = config.accounts[0]!;
   const live = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now: clock.now });
-  const dead = createVonageClient({ account: { ...account, baseUrl: `http://127.0.0.1:${await closedPort()}` }, timeoutMs: config.httpTimeoutMs, now: clock.now });
+  const dead = createVonageClient({ account: { ...account, baseUrl: `http://127.0.0.1:${await freePort()}` }, timeoutMs: config.httpTimeoutMs, now: clock.now });
   const state = { refuse: true };
   const client: VonageClient = {
     getBalance: (signal) => live.getBalance(signal),

@@ -170,14 +170,6 @@ export async function trapListener(): Promise<{ port: number; connections: () =>
   };
 }
 
-/** A loopback port with nothing listening on it (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 /** Every file under `dir`, concatenated (ledger, lock): for the canary sweep. */
 export function filesText(dir: string): string {
