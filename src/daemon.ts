@@ -101,11 +101,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   });
   const staleAfterMs = 2 * scheduler.intervalMs + cycleBoundMs(config.httpTimeoutMs);
 
-  const health = (): Probe => {
-    if (scheduler.stopped) return { ok: false, reason: 'shutting down' };
-    const since = now() - (scheduler.lastTickAt ?? now());
-    return since <= staleAfterMs ? { ok: true } : { ok: false, reason: `scheduler has not fired for ${Math.round(since / 1000)}s` };
-  };
+  const health = (): Probe => scheduler.health(staleAfterMs);
   const ready = (): Probe => {
     for (const w of watchdogs) {
       if (w.lastSuccessAt === undefined) return { ok: false, reason: `${w.name}: no successful balance poll yet` };

@@ -29,6 +29,11 @@ export interface Metrics {
   maxPerDay: Gauge<'account'>;
   topupEnabled: Gauge<'account'>;
   ledgerWritable: Gauge<'account'>;
+  lastTopupAmount: Gauge<'account'>;
+  toppedUpEuros: Counter<'account'>;
+  unresolvedAttempts: Gauge<'account'>;
+  logLinesDropped: Counter<string>;
+  clockSteps: Counter<'direction'>;
   requestDuration: Histogram<'account' | 'endpoint'>;
 }
 
@@ -64,6 +69,11 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
     maxPerDay: gauge('vonage_topup_max_per_day', 'Configured TOPUP_MAX_PER_DAY.'),
     topupEnabled: gauge('vonage_topup_enabled', 'Whether the watchdog may send top-ups (1), or only watches: TOPUP_ENABLED=false or DRY_RUN=true (0).'),
     ledgerWritable: gauge('vonage_ledger_writable', 'Whether the top-up ledger in STATE_DIR is writable (1); top-ups are refused while it is 0.'),
+    lastTopupAmount: gauge('vonage_topup_last_amount_euros', 'EUR added by the last top-up whose amount is known, learnt from the balance rise that followed it (0 if none yet).'),
+    toppedUpEuros: counter('vonage_topped_up_euros_total', 'EUR added by top-ups, as learnt from the balance rise that followed each one.', ['account'] as const),
+    unresolvedAttempts: gauge('vonage_topup_unresolved_attempts', 'Top-up attempts in the last 24 h whose outcome is unknown and that no balance rise has confirmed yet.'),
+    logLinesDropped: new Counter({ name: 'vonage_watchdog_log_lines_dropped_total', help: 'Log lines dropped because the output (stdout) was not being read fast enough; logging never blocks the cycle.', registers }),
+    clockSteps: new Counter({ name: 'vonage_watchdog_clock_steps_total', help: 'Wall-clock steps detected (the wall clock moved against the monotonic clock); the schedule is re-armed after each.', labelNames: ['direction'] as const, registers }),
     requestDuration: new Histogram({
       name: 'vonage_api_request_duration_seconds',
       help: 'Duration of requests to the Vonage API, by endpoint.',
@@ -77,6 +87,8 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
   collectDefaultMetrics({ register: registry });
   // prom-client names three gauges `_total`, which promtool rejects; the same counts stay
   // available per type in nodejs_active_handles, nodejs_active_requests, nodejs_active_resources.
+  m.logLinesDropped.inc(0);
+  for (const direction of ['forward', 'backward']) m.clockSteps.inc({ direction }, 0);
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
 
   for (const a of accounts) {
@@ -84,8 +96,9 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
     m.threshold.set({ account }, a.threshold);
     m.maxPerDay.set({ account }, a.maxPerDay);
     m.topupEnabled.set({ account }, a.topupEnabled && !a.dryRun ? 1 : 0);
-    for (const g of [m.balance, m.autoReload, m.pollSuccess, m.lastPollSuccess, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.ledgerWritable]) g.set({ account }, 0);
+    for (const g of [m.balance, m.autoReload, m.pollSuccess, m.lastPollSuccess, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.ledgerWritable, m.lastTopupAmount, m.unresolvedAttempts]) g.set({ account }, 0);
     m.polls.inc({ account }, 0);
+    m.toppedUpEuros.inc({ account }, 0);
     m.topups.inc({ account }, 0);
     for (const reason of POLL_FAILURE_REASONS) m.pollFailures.inc({ account, reason }, 0);
     for (const reason of TOPUP_FAILURE_REASONS) m.topupFailures.inc({ account, reason }, 0);

@@ -13,6 +13,8 @@ export interface Scheduler {
   /** Runs a cycle now unless one is running; resolves when it ends. */
   tick(): Promise<'ran' | 'skipped_overlap'>;
   nextRun(): Date | null;
+  /** Liveness for /healthz: whether a cycle started within `boundMs`. */
+  health(boundMs: number): { ok: boolean; reason?: string };
   /** Longest gap between two consecutive runs of the schedule, for freshness bounds. */
   readonly intervalMs: number;
   /** When the schedule last fired (ms), or when the scheduler started. */
@@ -90,6 +92,11 @@ export function createScheduler(options: {
       return finished;
     },
     tick,
+    health(boundMs) {
+      if (stopped) return { ok: false, reason: 'shutting down' };
+      const since = now() - (lastTickAt ?? now());
+      return since <= boundMs ? { ok: true } : { ok: false, reason: `scheduler has not fired for ${Math.round(since / 1000)}s` };
+    },
     nextRun: () => (stopped ? null : task.getNextRun()),
     intervalMs,
     get lastTickAt() {

@@ -42,8 +42,13 @@ const CONTRACT_METRICS = [
   'vonage_topup_max_per_day',
   'vonage_topup_enabled',
   'vonage_ledger_writable',
+  'vonage_topup_last_amount_euros',
+  'vonage_topped_up_euros_total',
+  'vonage_topup_unresolved_attempts',
   'vonage_api_request_duration_seconds',
   'vonage_watchdog_build_info',
+  'vonage_watchdog_log_lines_dropped_total',
+  'vonage_watchdog_clock_steps_total',
 ];
 const HISTOGRAMS = ['vonage_api_request_duration_seconds'];
 const PROMETHEUS_BUILTINS = ['up', 'scrape_duration_seconds', 'scrape_samples_scraped', 'ALERTS', 'ALERTS_FOR_STATE'];
