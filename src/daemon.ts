@@ -8,13 +8,14 @@ import type { DestinationStream } from 'pino';
 import { Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { createHttpServer, type Probe } from './http-server.js';
-import { Ledger } from './ledger.js';
+import { Ledger, type LedgerEvent } from './ledger.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
+import { DEFAULT_LEASE_MS, StateDir, type LockEvent } from './state-lock.js';
 import { VERSION } from './version.js';
 import { createVonageClient } from './vonage-client.js';
-import { Watchdog } from './watchdog.js';
+import { Watchdog, type CycleResult } from './watchdog.js';
 
 export interface DaemonDeps {
   now?: () => number;
@@ -30,7 +31,39 @@ export interface Parts {
   metrics: Metrics;
   watchdogs: Watchdog[];
   ledgers: Ledger[];
+  /** The STATE_DIR lock shared by every ledger; close it after them. */
+  stateDir: StateDir;
   now: () => number;
+  /** Resolves once the STATE_DIR lock is settled (taken, or seen held by a live watchdog): bounded. */
+  settled(): Promise<void>;
+  /** Closes the ledgers and releases the lock. */
+  closeLedgers(): void;
+}
+
+function logLockEvent(log: Logger, e: LockEvent): void {
+  if (e.kind === 'acquired' && e.tookOverFrom !== undefined) log.warn({ previousHolder: e.tookOverFrom }, 'took over the STATE_DIR lock from a watchdog that has stopped');
+  else if (e.kind === 'lost') log.error({ problem: e.why }, 'lost the STATE_DIR lock: top-ups are off until it is held again');
+  else if (e.kind === 'recreated') log.error('the STATE_DIR lock file vanished (STATE_DIR deleted?): re-created it at once, and the ledgers write back what this process remembers');
+}
+
+function logLedgerEvent(log: Logger, e: LedgerEvent): void {
+  switch (e.kind) {
+    case 'foreign_records':
+      log.error({ records: e.count }, 'another process appended top-up attempts to this ledger: is a second watchdog using the same STATE_DIR?');
+      break;
+    case 'superseded':
+      log.error({ attemptId: e.attemptId }, 'top-up NOT sent: another process recorded an attempt just before this one; it is withdrawn');
+      break;
+    case 'restored':
+      log.error({ records: e.records, why: e.why }, 'the ledger on disk lacked records this process remembers: wrote them back');
+      break;
+    case 'compacted':
+      log.info({ kept: e.kept, archive: e.archivedTo }, 'ledger compacted: its history moved to the archive file, the ledger keeps what cooldown and cap need');
+      break;
+    case 'torn_tail':
+      log.warn('the ledger ends in a torn record (a crash or a full disk while writing): it counts as an attempt whose outcome is unknown');
+      break;
+  }
 }
 
 const BALANCE_ATTEMPTS = 3;
@@ -52,12 +85,12 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       deps.logDestination,
     );
   const metrics = createMetrics(new Registry(), config.accounts, VERSION);
+  const stateDir = StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) });
   const ledgers: Ledger[] = [];
   const watchdogs = config.accounts.map((account) => {
-    const ledger = Ledger.open(config.stateDir, account.name, now);
+    const ledgerLog = log.child({ account: account.name });
+    const ledger = Ledger.open(config.stateDir, account.name, now, { stateDir, onEvent: (e) => logLedgerEvent(ledgerLog, e) });
     ledgers.push(ledger);
-    const view = ledger.view();
-    if (!view.writable) log.error({ account: account.name, problem: view.problem }, 'top-ups are DISABLED until the ledger is writable; watching and reporting continue');
     const client = createVonageClient({
       account,
       timeoutMs: config.httpTimeoutMs,
@@ -67,7 +100,42 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     return new Watchdog({ account, client, ledger, metrics, log, now, sleep: deps.sleep ?? abortableSleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS });
   });
   for (const w of config.warnings) log.warn(w);
-  return { log, metrics, watchdogs, ledgers, now };
+  return {
+    log,
+    metrics,
+    watchdogs,
+    ledgers,
+    stateDir,
+    now,
+    // A lock left by a watchdog in another container is trusted for one lease: wait that out once
+    // at start-up, so the first cycle after a crash can already top up.
+    settled: () => stateDir.whenSettled(DEFAULT_LEASE_MS + 1000),
+    closeLedgers: () => {
+      for (const l of ledgers) l.close();
+      stateDir.close();
+    },
+  };
+}
+
+/**
+ * `--once` for cron: 1 when a poll or a top-up failed (or its outcome is unknown), 2 when the
+ * balance is below the threshold and nothing was sent (cooldown, cap, disabled, dry run, ledger
+ * unavailable, auto-reload off), else 0.
+ */
+export function onceExitCode(results: readonly CycleResult[]): number {
+  if (results.some((r) => !r.ok)) return 1;
+  if (results.some((r) => r.belowThreshold === true && r.topUp === undefined)) return 2;
+  return 0;
+}
+
+/** Waits for the STATE_DIR lock to settle, then says loudly if top-ups are off. */
+export async function settleLedgers(parts: Parts): Promise<void> {
+  await parts.settled();
+  parts.ledgers.forEach((l, i) => {
+    l.retry();
+    const view = l.view();
+    if (!view.writable) parts.log.error({ account: parts.watchdogs[i]!.name, problem: view.problem }, 'top-ups are DISABLED until the ledger is writable; watching and reporting continue');
+  });
 }
 
 export interface Daemon extends Parts {
@@ -89,7 +157,7 @@ export function shutdownBoundMs(httpTimeoutMs: number): number {
 
 export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promise<Daemon> {
   const parts = buildParts(config, deps);
-  const { log, metrics, watchdogs, ledgers, now } = parts;
+  const { log, metrics, watchdogs, now } = parts;
 
   const scheduler = createScheduler({
     expression: config.pollSchedule,
@@ -140,6 +208,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const port = (server.address() as AddressInfo).port;
   const host = config.metrics.host.includes(':') ? `[${config.metrics.host}]` : config.metrics.host;
   const url = `http://${host}:${port}`;
+  await settleLedgers(parts);
   scheduler.start();
   log.info({ url, schedule: config.pollSchedule, accounts: watchdogs.map((w) => w.name), version: VERSION }, 'watchdog started');
   // Poll once now rather than at the schedule's first slot (up to a minute away by default): a
@@ -156,7 +225,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       if (!finished) log.warn('in-flight cycle did not finish within the shutdown bound; any top-up it sent is in the ledger');
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const l of ledgers) l.close();
+      parts.closeLedgers();
       log.info('stopped');
     })());
 

@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 /**
- * Entry point. Exit codes: 0 done, 1 a `--once` cycle failed or the daemon crashed,
- * 64 bad command line, 78 bad configuration (EX_CONFIG, before anything is done).
+ * Entry point. Exit codes: 0 done, 1 a `--once` cycle failed or the daemon crashed, 2 `--once`
+ * found the balance below the threshold and sent nothing, 64 bad command line, 78 bad
+ * configuration (EX_CONFIG, before anything is done).
  */
 import dotenv from 'dotenv';
 import { helpText, parseArgs } from './cli.js';
 import { ConfigError, describeConfig, loadConfig, type Config } from './config.js';
-import { buildParts, startDaemon } from './daemon.js';
+import { buildParts, onceExitCode, settleLedgers, startDaemon } from './daemon.js';
+import { scrub, secretForms } from './log.js';
 
+const EXIT_FAILED = 1;
+const HANGUP_NOTE = 'SIGHUP received: configuration reload is not supported yet; ignored (restart to apply changes)';
 const EXIT_USAGE = 64;
 const EXIT_CONFIG = 78;
+
+/** Secret forms to strip from a fatal message, once the configuration (and so the secrets) is known. */
+let fatalForms: string[] = [];
 
 function configOrExit(): Config {
   // quiet: dotenv would otherwise print a banner into what must stay pure JSON lines.
@@ -43,6 +50,12 @@ async function main(): Promise<void> {
   }
 
   const config = configOrExit();
+  // Node's default for SIGHUP is to exit, which would cut an in-flight top-up short and turn a
+  // known outcome into an unknown one: from here on it is logged and ignored (a reload of the
+  // configuration comes with fleet files).
+  let onHangup = () => {};
+  process.on('SIGHUP', () => onHangup());
+  fatalForms = secretForms([...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? ''], config.accounts.map((a) => a.apiKey));
 
   if (command === 'check-config') {
     const described = describeConfig(config);
@@ -55,9 +68,11 @@ async function main(): Promise<void> {
 
   if (command === 'once') {
     const parts = buildParts(config);
+    onHangup = () => parts.log.warn(HANGUP_NOTE);
+    await settleLedgers(parts);
     const results = await Promise.all(parts.watchdogs.map((w) => w.runCycle()));
-    for (const l of parts.ledgers) l.close();
-    process.exitCode = results.every((r) => r.ok) ? 0 : 1;
+    parts.closeLedgers();
+    process.exitCode = onceExitCode(results);
     return;
   }
 
@@ -78,10 +93,13 @@ async function main(): Promise<void> {
   // default and kill an in-flight top-up; stop() is idempotent.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  onHangup = () => log.warn(HANGUP_NOTE);
 }
 
 main().catch((err: unknown) => {
-  // Only our own messages: an unexpected object could carry configuration.
-  process.stderr.write(`vonage-reload-watchdog: fatal: ${err instanceof Error ? err.message : 'unknown error'}\n`);
-  process.exit(1);
+  // Only our own messages, and scrubbed like every log line: a system error (getaddrinfo
+  // ENOTFOUND <host>) quotes whatever it was given.
+  const message = err instanceof Error ? err.message : 'unknown error';
+  process.stderr.write(`vonage-reload-watchdog: fatal: ${scrub(message, fatalForms)}\n`);
+  process.exit(EXIT_FAILED);
 });

@@ -15,8 +15,10 @@ export interface Attempt {
   reason?: string;
   /** Balance read just before the attempt; used to reconcile an unknown outcome. */
   balanceBefore: number;
-  /** Set when a later reading showed the balance rose after an unknown outcome. */
+  /** Set when a later reading showed the balance rose after the attempt. */
   confirmedAt?: number;
+  /** EUR the attempt added, as far as the balance rise that confirmed it tells (Vonage does not say). */
+  amount?: number;
 }
 
 export interface LedgerView {
@@ -29,7 +31,10 @@ export interface LedgerView {
 export interface Reading {
   value: number;
   autoReload: boolean;
+  /** Wall-clock time of the answer (ms): compared with attempt times, which are wall-clock too. */
   at: number;
+  /** Monotonic time of the answer (ms), when known: the reading's age must not depend on clock steps. */
+  mono?: number;
 }
 
 export type PolicySettings = Pick<AccountConfig, 'threshold' | 'cooldownMs' | 'maxPerDay' | 'topupEnabled' | 'dryRun'> & {
@@ -74,7 +79,12 @@ export function lastCountedAttempt(attempts: readonly Attempt[]): Attempt | unde
   return last;
 }
 
-export function decide(reading: Reading | undefined, settings: PolicySettings, ledger: LedgerView, now: number): Decision {
+/**
+ * `now` is the wall clock (attempt times are wall-clock, and survive restarts); `monoNow` is the
+ * monotonic clock, used for the reading's age when the reading carries a monotonic time, so that a
+ * clock step is never mistaken for a stale reading (or a stale reading for a fresh one).
+ */
+export function decide(reading: Reading | undefined, settings: PolicySettings, ledger: LedgerView, now: number, monoNow?: number): Decision {
   if (!reading) return { action: 'none', why: 'no_reading' };
   if (!(reading.value < settings.threshold)) return { action: 'none', why: 'above_threshold' };
 
@@ -82,21 +92,28 @@ export function decide(reading: Reading | undefined, settings: PolicySettings, l
   if (!reading.autoReload) {
     return { action: 'skip', reason: 'auto_reload_disabled', detail: 'auto-reload is off on the account; Vonage would refuse the top-up' };
   }
-  const last = lastCountedAttempt(ledger.attempts);
-  const age = now - reading.at;
-  if (age < 0 || age > settings.maxReadingAgeMs || (last && reading.at <= last.at)) {
+  const age = reading.mono !== undefined && monoNow !== undefined ? monoNow - reading.mono : now - reading.at;
+  if (age < 0 || age > settings.maxReadingAgeMs) {
     return { action: 'skip', reason: 'stale_reading', detail: 'the reading is not fresh enough to spend money on' };
   }
   if (!ledger.writable) {
     return { action: 'skip', reason: 'ledger_unavailable', detail: ledger.problem ?? 'the ledger cannot be written' };
   }
-  // `now < last.at` (clock moved backwards) falls in here as well, deliberately.
+  const last = lastCountedAttempt(ledger.attempts);
+  if (last && now < last.at) {
+    // The wall clock is behind the last attempt: it went back. Attempts "in the future" hold.
+    return { action: 'skip', reason: 'cooldown', detail: 'the clock is behind the last attempt (it went back); the cooldown holds until it passes it', retryAt: last.at + settings.cooldownMs };
+  }
   if (last && now < last.at + settings.cooldownMs) {
     return { action: 'skip', reason: 'cooldown', detail: 'the last attempt is within TOPUP_COOLDOWN', retryAt: last.at + settings.cooldownMs };
   }
+  if (last && reading.at <= last.at) {
+    return { action: 'skip', reason: 'stale_reading', detail: 'the reading was taken before the last attempt, so it cannot show it' };
+  }
   const today = attemptsInLastDay(ledger.attempts, now);
   if (today.length >= settings.maxPerDay) {
-    const oldest = Math.min(...today.map((a) => a.at));
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const a of today) if (a.at < oldest) oldest = a.at;
     return { action: 'skip', reason: 'daily_cap', detail: `${today.length} attempts in the last 24 h (TOPUP_MAX_PER_DAY=${settings.maxPerDay})`, retryAt: oldest + DAY_MS };
   }
   if (settings.dryRun) return { action: 'skip', reason: 'dry_run', detail: 'DRY_RUN=true: would top up now' };
@@ -104,12 +121,41 @@ export function decide(reading: Reading | undefined, settings: PolicySettings, l
 }
 
 /**
- * Attempts whose outcome we never saw, confirmed by a later reading that is above the balance
- * seen before them. Vonage's own auto-reload could also explain the rise; either way the account
- * was refilled, which is what the attempt was for. Unconfirmed ones stay counted regardless.
+ * An attempt that may have added money and whose rise has not been seen yet. After a day, a rise
+ * is more likely Vonage's own auto-reload than an attempt that never showed.
  */
-export function confirmable(attempts: readonly Attempt[], reading: Reading): Attempt[] {
-  return attempts.filter(
-    (a) => (a.outcome === 'unknown' || a.outcome === 'pending') && a.confirmedAt === undefined && reading.at > a.at && reading.value > a.balanceBefore + 0.005,
-  );
+export function awaitsRise(a: Attempt, at: number): boolean {
+  return (a.outcome === 'success' || a.outcome === 'unknown' || a.outcome === 'pending') && a.confirmedAt === undefined && at > a.at && at - a.at <= DAY_MS;
+}
+
+/** Balances are cents; anything smaller is float noise. */
+const CENT = 0.005;
+
+/**
+ * What a new reading says about refills that have not shown in the balance yet. Vonage's answer
+ * to a top-up carries no amount, so the amount is learnt from the rise that follows: the reading
+ * minus the lowest balance seen since the attempt (`floor`, the balance before it to begin with).
+ * Only balances above that floor mean money arrived; the rise is given to the oldest attempt
+ * still waiting (one rise, one amount: nothing is counted twice), and any other unknown attempt
+ * that the reading now exceeds is confirmed without an amount.
+ */
+export function attributeRise(
+  attempts: readonly Attempt[],
+  reading: Reading,
+  floorOf: (a: Attempt) => number,
+): { attempt: Attempt; amount?: number }[] {
+  const waiting = attempts.filter((a) => awaitsRise(a, reading.at));
+  const out: { attempt: Attempt; amount?: number }[] = [];
+  let given = false;
+  for (const a of [...waiting].sort((x, y) => x.at - y.at)) {
+    const floor = Math.min(floorOf(a), Number.isFinite(a.balanceBefore) ? a.balanceBefore : Number.POSITIVE_INFINITY);
+    const rise = reading.value - floor;
+    if (!given && Number.isFinite(rise) && rise > CENT) {
+      out.push({ attempt: a, amount: Math.round(rise * 100) / 100 });
+      given = true;
+    } else if (a.outcome !== 'success' && Number.isFinite(a.balanceBefore) && reading.value > a.balanceBefore + CENT) {
+      out.push({ attempt: a });
+    }
+  }
+  return out;
 }

@@ -6,10 +6,10 @@
 import type { AccountConfig } from './config.js';
 import { VonageError } from './errors.js';
 import { failpoint } from './failpoints.js';
-import { LedgerWriteError, type Ledger } from './ledger.js';
+import type { Ledger } from './ledger.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { attemptsInLastDay, confirmable, decide, lastCountedAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
+import { attemptsInLastDay, attributeRise, awaitsRise, DAY_MS, lastCountedAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
 import { getBalanceWithRetry, type BalanceReading, type VonageClient } from './vonage-client.js';
 
 export interface WatchdogDeps {
@@ -19,6 +19,8 @@ export interface WatchdogDeps {
   metrics: Metrics;
   log: Logger;
   now: () => number;
+  /** Monotonic clock (ms) for ages and readiness; defaults to performance.now. */
+  monoNow?: () => number;
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   httpTimeoutMs: number;
   /** Tries of the balance read within one cycle (the top-up is never retried). */
@@ -31,6 +33,8 @@ export type TopUpOutcome = 'success' | 'failed' | 'unknown' | 'not_sent';
 
 export interface CycleResult {
   ok: boolean;
+  /** A fresh reading was below the threshold. */
+  belowThreshold?: boolean;
   reading?: BalanceReading;
   pollError?: VonageError;
   decision: Decision;
@@ -54,7 +58,8 @@ export interface AccountStatus {
   lastPoll: { at: string; ok: boolean; reason?: string; message?: string } | null;
   lastSuccessfulPoll: string | null;
   lastDecision: { action: string; reason?: string; detail?: string } | null;
-  lastTopUp: { at: string; outcome: string; reason?: string; confirmedByBalance: boolean } | null;
+  lastTopUp: { at: string; outcome: string; reason?: string; confirmedByBalance: boolean; amountEuros: number | null } | null;
+  toppedUpEurosLast24h: number;
   attemptsLast24h: number;
   maxPerDay: number;
   cooldownUntil: string | null;
@@ -65,6 +70,10 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 export class Watchdog {
   private lastReading: BalanceReading | undefined;
+  private lastSuccessMonoAt: number | undefined;
+  /** Lowest balance seen since each attempt still waiting for its rise (memory only). */
+  private readonly floors = new Map<string, number>();
+  private readonly monoNow: () => number;
   private lastPoll: PollRecord | undefined;
   private lastDecision: Decision | undefined;
   private lastSkipReason: string | undefined;
@@ -74,6 +83,7 @@ export class Watchdog {
   constructor(private readonly deps: WatchdogDeps) {
     this.label = { account: deps.account.name };
     this.log = deps.log.child({ account: deps.account.name });
+    this.monoNow = deps.monoNow ?? (() => performance.now());
     this.refreshLedgerMetrics();
   }
 
@@ -81,9 +91,14 @@ export class Watchdog {
     return this.deps.account.name;
   }
 
-  /** The time of the last successful poll, for readiness. */
+  /** The wall-clock time of the last successful poll. */
   get lastSuccessAt(): number | undefined {
     return this.lastReading?.at;
+  }
+
+  /** Monotonic time of the last successful poll, for readiness: a clock step must not fake freshness. */
+  get lastSuccessMono(): number | undefined {
+    return this.lastSuccessMonoAt;
   }
 
   get lastPollOk(): boolean {
@@ -101,9 +116,9 @@ export class Watchdog {
     ledger.retry();
     this.refreshLedgerMetrics();
 
-    let reading: BalanceReading;
+    let reading: BalanceReading & { mono: number };
     try {
-      reading = await getBalanceWithRetry(this.deps.client, {
+      const answer = await getBalanceWithRetry(this.deps.client, {
         attempts: this.deps.balanceAttempts ?? 3,
         baseDelayMs: this.deps.retryBaseDelayMs ?? 1000,
         maxDelayMs: this.deps.retryMaxDelayMs ?? 10_000,
@@ -112,6 +127,7 @@ export class Watchdog {
         onRetry: (err, delayMs, attempt) =>
           this.log.warn({ err, attempt, retryInMs: Math.round(delayMs) }, 'balance read failed; retrying'),
       });
+      reading = { ...answer, mono: this.monoNow() };
     } catch (err) {
       if (signal?.aborted) {
         // Shutdown cut the read short: not Vonage's failure, so not counted as one.
@@ -129,6 +145,7 @@ export class Watchdog {
     }
 
     this.lastReading = reading;
+    this.lastSuccessMonoAt = reading.mono;
     this.lastPoll = { at: reading.at, ok: true };
     metrics.balance.set(this.label, reading.value);
     metrics.autoReload.set(this.label, reading.autoReload ? 1 : 0);
@@ -137,20 +154,33 @@ export class Watchdog {
     this.log.info({ balance: reading.value, autoReload: reading.autoReload, requestId: reading.requestId }, 'balance read');
 
     this.reconcile(reading);
-    const decision = decide(reading, this.settings(), ledger.view(), now());
+    const belowThreshold = reading.value < this.deps.account.threshold;
+    if (signal?.aborted) {
+      this.lastDecision = { action: 'none', why: 'no_reading' };
+      return { ok: true, belowThreshold, reading, decision: this.lastDecision };
+    }
+    // Decision and record in one synchronous step (ledger.claim): nothing can run in between.
+    const claim = ledger.claim(reading, this.settings(), this.monoNow());
+    const decision = claim.decision;
     this.lastDecision = decision;
-    const result: CycleResult = { ok: true, reading, decision };
+    const result: CycleResult = { ok: true, belowThreshold, reading, decision };
 
     if (decision.action === 'skip') {
       metrics.topupsSkipped.inc({ ...this.label, reason: decision.reason });
-      const level = decision.reason === this.lastSkipReason ? 'debug' : 'warn';
-      this.log[level]({ reason: decision.reason, detail: decision.detail, balance: reading.value, threshold: this.deps.account.threshold }, 'balance below threshold; top-up skipped');
+      const repeat = decision.reason === this.lastSkipReason;
+      const level = repeat ? 'debug' : decision.reason === 'ledger_unavailable' ? 'error' : 'warn';
+      const until = decision.retryAt === undefined ? {} : { until: new Date(decision.retryAt).toISOString() };
+      const why = decision.retryAt === undefined ? '' : ` until ${new Date(decision.retryAt).toISOString()}`;
+      this.log[level](
+        { reason: decision.reason, detail: decision.detail, ...until, balance: reading.value, threshold: this.deps.account.threshold },
+        `balance below threshold; top-up skipped (${decision.reason}${why})`,
+      );
       this.lastSkipReason = decision.reason;
     } else {
       this.lastSkipReason = undefined;
     }
-    if (decision.action === 'topup' && !signal?.aborted) {
-      result.topUp = await this.topUp(reading);
+    if (claim.attempt) {
+      result.topUp = await this.topUp(reading, claim.attempt);
       result.ok = result.topUp.outcome === 'success';
     }
     this.refreshLedgerMetrics();
@@ -170,18 +200,9 @@ export class Watchdog {
     };
   }
 
-  private async topUp(reading: BalanceReading): Promise<{ outcome: TopUpOutcome; reason?: string }> {
+  private async topUp(reading: BalanceReading, attempt: Attempt): Promise<{ outcome: TopUpOutcome; reason?: string }> {
     const { ledger, metrics, client, account } = this.deps;
-    let attempt: Attempt;
-    try {
-      attempt = ledger.recordAttempt(reading.value, account.threshold);
-    } catch (err) {
-      const message = err instanceof LedgerWriteError ? err.message : 'ledger write failed';
-      metrics.topupsSkipped.inc({ ...this.label, reason: 'ledger_unavailable' });
-      this.log.error({ problem: message }, 'top-up NOT sent: the attempt could not be recorded durably first');
-      this.lastDecision = { action: 'skip', reason: 'ledger_unavailable', detail: message };
-      return { outcome: 'not_sent', reason: 'ledger_unavailable' };
-    }
+    this.floors.set(attempt.id, reading.value);
     this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold }, 'balance below threshold; sending top-up');
     failpoint('after_attempt_recorded');
 
@@ -192,7 +213,8 @@ export class Watchdog {
       outcome = 'success';
       metrics.topups.inc(this.label);
       metrics.lastTopupSuccess.set(this.label, this.deps.now() / 1000);
-      this.log.info({ attemptId: attempt.id, requestId: receipt.requestId }, 'top-up succeeded');
+      // Warn, like the request itself: an operator at LOG_LEVEL=warn sees both halves of every charge.
+      this.log.warn({ attemptId: attempt.id, requestId: receipt.requestId, balanceBefore: reading.value }, 'top-up succeeded');
     } catch (err) {
       const e = err instanceof VonageError ? err : new VonageError('top_up', 'network', 'top-up failed', 'unknown');
       reason = e.reason;
@@ -213,19 +235,47 @@ export class Watchdog {
     } catch (err) {
       this.log.error({ problem: err instanceof Error ? err.message : 'ledger write failed', attemptId: attempt.id }, 'could not record the top-up outcome; the attempt stays counted');
     }
+    if (outcome !== 'success' && outcome !== 'unknown') this.floors.delete(attempt.id);
     return reason === undefined ? { outcome } : { outcome, reason };
   }
 
-  /** An unknown outcome followed by a higher balance: the money arrived. */
+  /**
+   * A balance above the lowest one seen since an attempt: money arrived. For an unknown outcome
+   * that settles it as applied; for any attempt it tells the amount, which Vonage's answer does
+   * not carry.
+   */
   private reconcile(reading: BalanceReading): void {
-    for (const a of confirmable(this.deps.ledger.view().attempts, reading)) {
+    const { ledger, metrics } = this.deps;
+    const attempts = ledger.view().attempts;
+    for (const { attempt: a, amount } of attributeRise(attempts, reading, (x) => this.floors.get(x.id) ?? x.balanceBefore)) {
+      const wasUnknown = a.outcome !== 'success';
       try {
-        this.deps.ledger.recordConfirmed(a, reading.value);
+        ledger.recordConfirmed(a, reading.value, amount);
       } catch {
         a.confirmedAt = reading.at;
+        if (amount !== undefined) a.amount = amount;
       }
-      this.log.info({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value }, 'balance rose after a top-up with unknown outcome: treating it as applied');
+      this.floors.delete(a.id);
+      if (amount !== undefined) {
+        metrics.lastTopupAmount.set(this.label, amount);
+        metrics.toppedUpEuros.inc(this.label, amount);
+      }
+      const rise = amount === undefined ? '' : `the balance rose by ${amount.toFixed(2)} EUR to ${reading.value.toFixed(2)} EUR`;
+      if (wasUnknown) {
+        this.log.warn({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value, amount }, `balance rose after a top-up with unknown outcome: treating it as applied${rise ? ` (${rise})` : ''}`);
+      } else {
+        this.log.warn({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value, amount }, `top-up applied: ${rise}`);
+      }
     }
+    // Track the low point since each attempt still waiting, so the rise is measured from it.
+    const waiting = new Set<string>();
+    for (const a of attempts) {
+      if (!awaitsRise(a, reading.at)) continue;
+      waiting.add(a.id);
+      const floor = this.floors.get(a.id) ?? a.balanceBefore;
+      this.floors.set(a.id, reading.value < floor ? reading.value : floor);
+    }
+    for (const id of this.floors.keys()) if (!waiting.has(id)) this.floors.delete(id);
   }
 
   private refreshLedgerMetrics(): void {
@@ -233,6 +283,7 @@ export class Watchdog {
     const view = ledger.view();
     metrics.ledgerWritable.set(this.label, view.writable ? 1 : 0);
     metrics.attemptsLastDay.set(this.label, attemptsInLastDay(view.attempts, now()).length);
+    metrics.unresolvedAttempts.set(this.label, view.attempts.filter((a) => a.outcome === 'unknown' && a.confirmedAt === undefined && a.at > now() - DAY_MS).length);
     const last = lastCountedAttempt(view.attempts);
     if (last) metrics.lastTopupAttempt.set(this.label, last.at / 1000);
   }
@@ -257,8 +308,15 @@ export class Watchdog {
       lastSuccessfulPoll: this.lastReading ? iso(this.lastReading.at) : null,
       lastDecision: d ? (d.action === 'skip' ? { action: d.action, reason: d.reason, detail: d.detail } : d.action === 'none' ? { action: d.action, reason: d.why } : { action: d.action }) : null,
       lastTopUp: last
-        ? { at: iso(last.at), outcome: last.outcome, ...(last.reason ? { reason: last.reason } : {}), confirmedByBalance: last.confirmedAt !== undefined }
+        ? {
+            at: iso(last.at),
+            outcome: last.outcome,
+            ...(last.reason ? { reason: last.reason } : {}),
+            confirmedByBalance: last.confirmedAt !== undefined,
+            amountEuros: last.amount ?? null,
+          }
         : null,
+      toppedUpEurosLast24h: Math.round(view.attempts.filter((a) => a.amount !== undefined && a.at > now() - DAY_MS).reduce((sum, a) => sum + a.amount!, 0) * 100) / 100,
       attemptsLast24h: attemptsInLastDay(view.attempts, now()).length,
       maxPerDay: account.maxPerDay,
       cooldownUntil: cooldownEnd !== undefined && cooldownEnd > now() ? iso(cooldownEnd) : null,

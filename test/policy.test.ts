@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DAY_MS, attemptsInLastDay, confirmable, decide, type Attempt, type AttemptOutcome, type LedgerView, type PolicySettings, type Reading } from '../src/policy.js';
+import { DAY_MS, attemptsInLastDay, attributeRise, decide, type Attempt, type AttemptOutcome, type LedgerView, type PolicySettings, type Reading } from '../src/policy.js';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2026, 10, 27, 12, 0, 0);
@@ -10,7 +10,7 @@ const attempt = (at: number, outcome: AttemptOutcome = 'success'): Attempt => ({
 const reading = (value: number, at = T0, autoReload = true): Reading => ({ value, autoReload, at });
 
 describe('decide: table', () => {
-  const cases: { name: string; reading?: Reading; settings?: Partial<PolicySettings>; ledger?: LedgerView; now?: number; want: string }[] = [
+  const cases: { name: string; reading?: Reading; settings?: Partial<PolicySettings>; ledger?: LedgerView; now?: number; monoNow?: number; want: string }[] = [
     { name: 'failed poll', reading: undefined, want: 'none:no_reading' },
     { name: 'above threshold', reading: reading(10.01), want: 'none:above_threshold' },
     { name: 'exactly at threshold is not below', reading: reading(10), want: 'none:above_threshold' },
@@ -30,7 +30,10 @@ describe('decide: table', () => {
     { name: 'within cooldown after interrupted', reading: reading(1), ledger: ledger([attempt(T0 - 1 * MIN, 'pending')]), want: 'skip:cooldown' },
     { name: 'not_sent does not count', reading: reading(1), ledger: ledger([attempt(T0 - 1 * MIN, 'not_sent')]), want: 'topup' },
     { name: 'cooldown over', reading: reading(1), ledger: ledger([attempt(T0 - 15 * MIN)]), want: 'topup' },
-    { name: 'clock went backwards past the last attempt', reading: reading(1), ledger: ledger([attempt(T0 + 60 * MIN)]), want: 'skip:stale_reading' },
+    // The README promises the cooldown holds when the clock goes back; the label says so (issue 7, 12).
+    { name: 'clock went backwards past the last attempt', reading: reading(1), ledger: ledger([attempt(T0 + 60 * MIN)]), want: 'skip:cooldown' },
+    { name: 'monotonic age: a fresh reading stays fresh across a wall-clock step', reading: { ...reading(1, T0 + 10 * MIN), mono: 5_000 }, monoNow: 5_200, want: 'topup' },
+    { name: 'monotonic age: an old reading is stale even if the wall clock says otherwise', reading: { ...reading(1), mono: 5_000 }, monoNow: 16_000, want: 'skip:stale_reading' },
     { name: 'daily cap reached', reading: reading(1), ledger: ledger([attempt(T0 - 3 * 60 * MIN), attempt(T0 - 2 * 60 * MIN), attempt(T0 - 60 * MIN)]), want: 'skip:daily_cap' },
     { name: 'cap counts failures', reading: reading(1), ledger: ledger([attempt(T0 - 3 * 60 * MIN, 'failed'), attempt(T0 - 2 * 60 * MIN, 'unknown'), attempt(T0 - 60 * MIN, 'failed')]), want: 'skip:daily_cap' },
     { name: 'cap is rolling: oldest left the window', reading: reading(1), ledger: ledger([attempt(T0 - DAY_MS), attempt(T0 - 2 * 60 * MIN), attempt(T0 - 60 * MIN)]), want: 'topup' },
@@ -39,7 +42,7 @@ describe('decide: table', () => {
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const d = decide(c.reading, { ...settings, ...c.settings }, c.ledger ?? ledger(), c.now ?? T0);
+      const d = decide(c.reading, { ...settings, ...c.settings }, c.ledger ?? ledger(), c.now ?? T0, c.monoNow);
       const got = d.action === 'none' ? `none:${d.why}` : d.action === 'skip' ? `skip:${d.reason}` : 'topup';
       expect(got).toBe(c.want);
     });
@@ -116,13 +119,34 @@ describe('decide: properties', () => {
   });
 });
 
-describe('confirmable', () => {
-  it('confirms an unknown attempt once a later reading is higher than the balance before it', () => {
-    const unknown: Attempt = { id: 'u', at: T0, outcome: 'unknown', balanceBefore: 5 };
-    expect(confirmable([unknown], reading(4, T0 + 1000))).toEqual([]);
-    expect(confirmable([unknown], reading(25, T0 - 1000))).toEqual([]);
-    expect(confirmable([unknown], reading(25, T0 + 1000))).toEqual([unknown]);
-    expect(confirmable([{ ...unknown, outcome: 'failed' }], reading(25, T0 + 1000))).toEqual([]);
-    expect(confirmable([{ ...unknown, confirmedAt: T0 + 1 }], reading(25, T0 + 1000))).toEqual([]);
+describe('attributeRise: the amount a refill added, learnt from the balance', () => {
+  const at = T0;
+  const a = (id: string, outcome: AttemptOutcome, balanceBefore = 5, when = at): Attempt => ({ id, at: when, outcome, balanceBefore });
+  const floors = (m: Record<string, number>) => (x: Attempt) => m[x.id] ?? x.balanceBefore;
+
+  it('measures the rise from the lowest balance seen since the attempt, not from the balance before it', () => {
+    // 5 before the attempt, drained to 3 while the top-up was on its way, then 23: it added 20.
+    expect(attributeRise([a('s', 'success')], reading(23, at + 1000), floors({ s: 3 }))).toEqual([{ attempt: a('s', 'success'), amount: 20 }]);
+  });
+  it('says nothing while the balance has not risen', () => {
+    expect(attributeRise([a('s', 'success')], reading(4, at + 1000), floors({ s: 4 }))).toEqual([]);
+    expect(attributeRise([a('s', 'success')], reading(5.004, at + 1000), floors({}))).toEqual([]);
+  });
+  it('gives one rise to one attempt, the oldest waiting, so nothing is counted twice', () => {
+    const out = attributeRise([a('new', 'success', 5, at + 10), a('old', 'success', 5, at)], reading(25, at + 1000), floors({}));
+    expect(out).toEqual([{ attempt: a('old', 'success'), amount: 20 }]);
+  });
+  it('confirms an unknown outcome the balance now exceeds, without an amount when the rise went to another', () => {
+    const out = attributeRise([a('s', 'success', 5, at), a('u', 'unknown', 6, at + 10)], reading(25, at + 1000), floors({}));
+    expect(out).toEqual([{ attempt: a('s', 'success'), amount: 20 }, { attempt: a('u', 'unknown', 6, at + 10) }]);
+  });
+  it('ignores failed and not-sent attempts, readings older than the attempt, confirmed ones, and day-old ones', () => {
+    expect(attributeRise([a('f', 'failed'), a('n', 'not_sent')], reading(25, at + 1000), floors({}))).toEqual([]);
+    expect(attributeRise([a('s', 'success')], reading(25, at - 1), floors({}))).toEqual([]);
+    expect(attributeRise([{ ...a('s', 'success'), confirmedAt: at + 1 }], reading(25, at + 1000), floors({}))).toEqual([]);
+    expect(attributeRise([a('s', 'success')], reading(25, at + DAY_MS + 1), floors({}))).toEqual([]);
+  });
+  it('never attributes a rise to a torn attempt that does not know its balance', () => {
+    expect(attributeRise([a('t', 'unknown', Number.NaN)], reading(25, at + 1000), floors({}))).toEqual([]);
   });
 });
