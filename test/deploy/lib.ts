@@ -1,7 +1,7 @@
 // Helpers for the deployment tests: small parsers for the Dockerfile, .dockerignore, PromQL
 // metric names and Compose interpolation. Deliberately simple; each is tested in static.test.ts.
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 
@@ -212,19 +212,53 @@ export function interpolation(value: unknown): { name: string | undefined; defau
   return { name: undefined, default: text };
 }
 
-// ---- Tools on PATH ----------------------------------------------------------------------------
+// ---- References to the repository ---------------------------------------------------------------
 
-export function findExecutable(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin'];
-  for (const dir of dirs) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
+/**
+ * The anchors GitHub gives the headings of a Markdown document: lower case, punctuation other
+ * than `-` and `_` dropped, each space a `-`, and `-1`, `-2`, … on repeats. Lines inside fenced
+ * code blocks are not headings (a `# comment` in a shell example).
+ */
+export function githubAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  let fenced = false;
+  for (const line of markdown.split(/\r?\n/)) {
+    if (/^\s*(```|~~~)/.test(line)) fenced = !fenced;
+    if (fenced) continue;
+    const m = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
+    if (!m) continue;
+    const base = (m[1] ?? '').toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    anchors.add(n === 0 ? base : `${base}-${n}`);
   }
-  return undefined;
+  return anchors;
+}
+
+/** Repository paths a text names: `src/x.ts`, `deploy/kubernetes/`, … (globs and URLs left out). */
+export function repositoryPaths(text: string): string[] {
+  const found = new Set<string>();
+  for (const m of text.matchAll(/(?<![\w./:-])((?:docs|config|deploy|scripts|src|test|bench)\/[\w./-]*)/g)) {
+    const path = (m[1] ?? '').replace(/[./-]+$/, '');
+    if (path.includes('*') || !path.includes('/')) continue;
+    found.add(path);
+  }
+  return [...found].sort();
+}
+
+/** `README.md#anchor` references in a text (also inside a URL). */
+export function readmeAnchorRefs(text: string): string[] {
+  return [...new Set([...text.matchAll(/README\.md#([\w-]+)/g)].map((m) => m[1] ?? ''))].sort();
+}
+
+/** The comments of a YAML (or shell, or Dockerfile) text: what follows a `#` at a line start or after a blank. */
+export function hashComments(text: string): string {
+  return text
+    .split(/\r?\n/)
+    .flatMap((line) => {
+      const m = /(?:^|\s)#(.*)$/.exec(line);
+      return m ? [m[1] ?? ''] : [];
+    })
+    .join('\n');
 }

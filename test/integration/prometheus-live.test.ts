@@ -8,24 +8,23 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
-import { API_KEY, CANARY_SECRET, TRX, expectNoSecret } from './helpers/account.js';
-import { baseEnv, freePort, startDaemon, stop, tempDir, waitFor, type Child } from './helpers/daemon.js';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
+import { API_KEY, CANARY_SECRET, TRX, expectNoSecret } from '../helpers/account.js';
+import { baseEnv, freePort, startDaemon, stop, tempDir, waitFor, type Child } from '../helpers/daemon.js';
+import { requireProgram } from './helpers/system.js';
 
-const ROOT = resolve(__dirname, '..');
-const need = (cmd: string) => {
-  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) throw new Error(`${cmd} is not installed: apt-get install prometheus (CI's .ci/run does)`);
-};
+const ROOT = resolve(__dirname, '../..');
 
 let sim: Simulator;
 let daemon: Child;
 let prom: ChildProcess;
 let promUrl: string;
 let promLog = '';
+let promtool: string;
 
 beforeAll(async () => {
-  need('prometheus');
-  need('promtool');
+  const prometheus = requireProgram('prometheus', 'prometheus');
+  promtool = requireProgram('promtool', 'prometheus');
   sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, trx: TRX, balance: 11, drainPerSecond: 0.5, topUpAmount: 20 });
   daemon = await startDaemon(baseEnv(sim.url, { STATE_DIR: tempDir(), LOG_LEVEL: 'info' }));
   const target = new URL(daemon.url).host;
@@ -52,7 +51,7 @@ beforeAll(async () => {
 
   const port = await freePort();
   promUrl = `http://127.0.0.1:${port}`;
-  prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  prom = spawn(prometheus, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   prom.stdout!.on('data', (d: Buffer) => (promLog += d.toString()));
   prom.stderr!.on('data', (d: Buffer) => (promLog += d.toString()));
   await waitFor(async () => (await fetch(`${promUrl}/-/ready`).catch(() => undefined))?.ok === true, 30_000, () => promLog);
@@ -89,7 +88,7 @@ describe('real Prometheus scraping the daemon', () => {
 
   it('the live /metrics passes promtool check metrics', async () => {
     const text = await (await fetch(`${daemon.url}/metrics`)).text();
-    const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    const r = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
     expect(r.status).toBe(0);
     expectNoSecret(text, '/metrics');
