@@ -2,6 +2,10 @@
  * `npm run demo`: the built-in simulator with a draining balance, and the real daemon (as a child
  * process, exactly as `npm start` runs it) on a fast schedule. A top-up happens within a minute,
  * with no Vonage account. Ctrl-C stops both. DEMO_SECONDS stops it by itself.
+ *
+ * The daemon runs with settings it would accept without a warning: a demo whose first line is a
+ * warning about its own configuration teaches users to ignore warnings. So the cooldown is the
+ * advised 10 minutes, and the demo shows the cooldown holding back the second dip instead.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,10 +17,11 @@ import { startSimulator } from './simulator/simulator.js';
 const sim = await startSimulator({ port: Number(process.env.SIM_PORT ?? 8480), balance: 12, drainPerSecond: 0.2, topUpAmount: 20 });
 const stateDir = mkdtempSync(join(tmpdir(), 'vonage-watchdog-demo-'));
 const metricsPort = process.env.METRICS_PORT ?? '8479';
+const cooldown = '10m';
 
 process.stdout.write(`
   Vonage simulator: ${sim.url}   balance 12.00 EUR, draining 0.20 EUR/s, top-up adds 20 EUR
-  Watchdog:         threshold 10 EUR, polls every 2 s, cooldown 30 s, at most 3 top-ups a day
+  Watchdog:         threshold 10 EUR, polls every 2 s, cooldown ${cooldown}, at most 3 top-ups a day
   Watch it:         http://localhost:${metricsPort}/metrics   http://localhost:${metricsPort}/status
   Stop:             Ctrl-C
 
@@ -33,7 +38,7 @@ const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', impor
     VONAGE_BASE_URL: sim.url,
     VONAGE_ALLOW_CUSTOM_BASE_URL: 'true',
     TOPUP_THRESHOLD: '10',
-    TOPUP_COOLDOWN: '30s',
+    TOPUP_COOLDOWN: cooldown,
     TOPUP_MAX_PER_DAY: '3',
     POLL_SCHEDULE: '*/2 * * * * *',
     HTTP_TIMEOUT: '2s',

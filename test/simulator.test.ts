@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { startSimulator, type SimFault, type Simulator, type SimulatorOptions } from '../src/simulator/simulator.js';
+import { SIM_FAULT_KINDS, startSimulator, type SimFault, type Simulator, type SimulatorOptions } from '../src/simulator/simulator.js';
 
 const KEY = 'demo-key';
 const SECRET = 'demo-secret';
@@ -580,6 +580,21 @@ describe('control API', () => {
     expect((await control(sim, 'GET', 'nothing')).status).toBe(404);
     expect((await (await control(sim, 'GET', 'state')).json()) as object).toMatchObject({ faults: [] });
   });
+
+  it('names every fault kind when a kind is unknown, and accepts every kind it names', async () => {
+    const sim = await start();
+    const res = await control(sim, 'POST', 'faults', { kind: 'meteor' });
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: string };
+    expect(error).toMatch(/^unknown fault kind "meteor"; the kinds are /);
+    const named = error.replace(/^.*the kinds are /, '').split(', ');
+    expect(named).toEqual(SIM_FAULT_KINDS);
+    expect(named.length).toBeGreaterThan(10);
+    for (const kind of named) {
+      const added = await control(sim, 'POST', 'faults', { kind, endpoint: 'topup', count: 1 });
+      expect(added.status, kind).toBe(200);
+    }
+  });
 });
 
 describe('close()', () => {
@@ -742,5 +757,10 @@ describe('CLI (src/simulator/main.ts)', () => {
     for (let next = await cli.lines.next(); !next.done; next = await cli.lines.next()) text.push(next.value);
     expect(await cli.exit).toBe(0);
     expect(text.join('\n')).toContain('SIM_APPLIED_LOG');
+    // One line per fault kind, each with what it does, and the same kinds as the control API's error.
+    const start = text.findIndex((l) => l.startsWith('Fault kinds'));
+    expect(start).toBeGreaterThan(0);
+    const listed = text.slice(start + 1).filter((l) => /^ {2}\S/.test(l)).map((l) => /^ {2}(\S+)\s{2,}\S/.exec(l)?.[1]);
+    expect(listed).toEqual(SIM_FAULT_KINDS);
   });
 });

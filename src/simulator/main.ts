@@ -1,5 +1,5 @@
 // `npm run simulator`: the Vonage simulator as a standalone process, configured from SIM_* env.
-import { startSimulator, type SimRequestRecord, type SimulatorOptions } from './simulator.js';
+import { describeFaultKinds, startSimulator, type SimRequestRecord, type SimulatorOptions } from './simulator.js';
 
 const HELP = `vonage simulator: a local stand-in for rest.nexmo.com balance and top-up
 
@@ -17,6 +17,9 @@ Environment (all optional):
 
 Control API (loopback clients only): GET/POST /_sim/state, POST/DELETE /_sim/faults,
 GET /_sim/requests, GET /_sim/topups.
+
+Fault kinds, for POST /_sim/faults {"kind": ..., "endpoint": "balance"|"topup"|"both", "count": N}:
+${describeFaultKinds()}
 `;
 
 type Env = Record<string, string | undefined>;

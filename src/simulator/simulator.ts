@@ -7,24 +7,42 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 export type SimEndpoint = 'balance' | 'topup';
-export type SimFaultKind =
-  | 'server_error'
-  | 'rate_limit'
-  | 'slow'
-  | 'hang'
-  | 'reset'
-  | 'garbage'
-  | 'html'
-  | 'huge'
-  | 'truncated'
-  | 'slow_drip'
-  | 'redirect'
-  | 'auth_failure'
-  | 'auto_reload_off'
-  | 'topup_failed'
-  | 'bad_request'
-  | 'lost_answer'
-  | 'lag';
+/**
+ * Every fault kind, the endpoints it applies to unless a fault says otherwise, and what it does.
+ * The one list: the type, the control API's validation and error, and the CLI's --help all come
+ * from it, so a kind cannot be added to one and missed by another.
+ */
+export const SIM_FAULTS = {
+  server_error: { endpoint: 'both', does: 'answers 500 (or `status`) with a plain-text body' },
+  rate_limit: { endpoint: 'both', does: 'answers 429, with Retry-After when `retryAfterSeconds` is set' },
+  slow: { endpoint: 'both', does: 'answers normally after `delayMs`' },
+  hang: { endpoint: 'both', does: 'never answers' },
+  reset: { endpoint: 'both', does: 'resets the connection before answering; nothing is applied' },
+  garbage: { endpoint: 'both', does: 'answers 200 with bytes that are neither JSON nor XML' },
+  html: { endpoint: 'both', does: 'answers 200 with an HTML error page' },
+  huge: { endpoint: 'both', does: 'answers 200 with a 10 MB body' },
+  truncated: { endpoint: 'both', does: 'answers 200 with the first half of a success body; nothing is applied' },
+  slow_drip: { endpoint: 'both', does: 'answers normally, one byte every `delayMs` (default 500)' },
+  redirect: { endpoint: 'both', does: 'answers 302 to `location` (default: the same path)' },
+  auth_failure: { endpoint: 'both', does: 'answers 401 "authentication failed"' },
+  auto_reload_off: { endpoint: 'both', does: 'reports autoReload false; top-ups answer 401 "not auto-reload enabled"' },
+  topup_failed: { endpoint: 'topup', does: 'answers 401 with Vonage\'s 420 "topup failed"' },
+  bad_request: { endpoint: 'topup', does: 'answers 400 BAD_REQUEST' },
+  lost_answer: { endpoint: 'topup', does: 'applies the top-up, then loses the answer (`lostMode`: reset, hang or truncated)' },
+  lag: { endpoint: 'topup', does: 'applies the top-up, but the balance hides it for `lagPolls` reads (default 1)' },
+} as const satisfies Record<string, { endpoint: 'both' | 'topup'; does: string }>;
+
+export type SimFaultKind = keyof typeof SIM_FAULTS;
+export const SIM_FAULT_KINDS = Object.keys(SIM_FAULTS) as SimFaultKind[];
+
+/** The fault kinds as `--help` lists them: one per line, with what each does. */
+export function describeFaultKinds(indent = '  '): string {
+  const width = Math.max(...SIM_FAULT_KINDS.map((k) => k.length));
+  return SIM_FAULT_KINDS.map((k) => {
+    const where = SIM_FAULTS[k].endpoint === 'topup' ? 'top-up only: ' : '';
+    return `${indent}${k.padEnd(width)}  ${where}${SIM_FAULTS[k].does}`;
+  }).join('\n');
+}
 
 export interface SimFault {
   kind: SimFaultKind;
@@ -118,25 +136,6 @@ const TRANSPORT_KINDS: ReadonlySet<SimFaultKind> = new Set<SimFaultKind>([
   'server_error', 'rate_limit', 'slow', 'hang', 'reset', 'garbage', 'html', 'huge', 'truncated',
   'slow_drip', 'redirect', 'auth_failure',
 ]);
-const DEFAULT_FAULT_ENDPOINT: Record<SimFaultKind, 'both' | 'topup'> = {
-  server_error: 'both',
-  rate_limit: 'both',
-  slow: 'both',
-  hang: 'both',
-  reset: 'both',
-  garbage: 'both',
-  html: 'both',
-  huge: 'both',
-  truncated: 'both',
-  slow_drip: 'both',
-  redirect: 'both',
-  auth_failure: 'both',
-  auto_reload_off: 'both',
-  topup_failed: 'topup',
-  bad_request: 'topup',
-  lost_answer: 'topup',
-  lag: 'topup',
-};
 const FAULT_FIELDS: ReadonlySet<string> = new Set([
   'kind', 'endpoint', 'count', 'status', 'delayMs', 'retryAfterSeconds', 'location', 'lostMode', 'lagPolls',
 ]);
@@ -667,11 +666,11 @@ function normalizeFault(input: unknown): ActiveFault {
     if (!FAULT_FIELDS.has(key)) throw new TypeError(`unknown fault field "${key}"`);
   }
   const kind = input.kind;
-  if (typeof kind !== 'string' || !Object.hasOwn(DEFAULT_FAULT_ENDPOINT, kind)) {
-    throw new TypeError(`unknown fault kind ${JSON.stringify(kind)}`);
+  if (typeof kind !== 'string' || !Object.hasOwn(SIM_FAULTS, kind)) {
+    throw new TypeError(`unknown fault kind ${JSON.stringify(kind)}; the kinds are ${SIM_FAULT_KINDS.join(', ')}`);
   }
   const faultKind = kind as SimFaultKind;
-  const fault: ActiveFault = { kind: faultKind, endpoint: DEFAULT_FAULT_ENDPOINT[faultKind] };
+  const fault: ActiveFault = { kind: faultKind, endpoint: SIM_FAULTS[faultKind].endpoint };
   const endpoint = input.endpoint;
   if (endpoint !== undefined) {
     if (endpoint !== 'balance' && endpoint !== 'topup' && endpoint !== 'both') {

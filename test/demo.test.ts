@@ -1,0 +1,51 @@
+/**
+ * `npm run demo` as a new user meets it: the built demo (dist/demo.js) with the simulator and the
+ * real daemon, stopped by DEMO_SECONDS. Its output must not open with a warning about its own
+ * settings, and the simulator's own count must show the one top-up the README promises.
+ */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freePort } from './helpers/daemon.js';
+
+const DEMO = resolve(__dirname, '../dist/demo.js');
+
+interface LogLine {
+  level: number;
+  msg: string;
+  attemptId?: string;
+}
+
+describe('npm run demo', () => {
+  it('shows one top-up, with no warning before it', async () => {
+    const env = {
+      PATH: process.env.PATH ?? '',
+      // The balance crosses the threshold 10 s in and the next 2-second poll sees it; 16 s
+      // leaves room on a busy machine.
+      DEMO_SECONDS: '16',
+      LOG_FORMAT: 'json',
+      SIM_PORT: String(await freePort()),
+      METRICS_PORT: String(await freePort()),
+    };
+    const child = spawn(process.execPath, [DEMO], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code, out).toBe(0);
+
+    const logs = out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as LogLine);
+    expect(logs.length, out).toBeGreaterThan(0);
+    // The first line that belongs to a top-up attempt; everything before it is start-up and polls.
+    const firstTopUp = logs.findIndex((l) => l.attemptId !== undefined);
+    expect(firstTopUp, `no top-up within ${env.DEMO_SECONDS} s\n${out}`).toBeGreaterThan(0);
+    const warnings = logs.slice(0, firstTopUp).filter((l) => l.level >= 40);
+    expect(warnings.map((l) => l.msg)).toEqual([]);
+
+    const summary = /demo over: the simulator applied (\d+) top-ups?\./.exec(out);
+    expect(summary?.[1], out).toBe('1');
+  }, 60_000);
+});
