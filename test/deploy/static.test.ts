@@ -2,23 +2,29 @@
 // .dockerignore, docker-compose.yml, the Kubernetes manifests, the Prometheus/Grafana configs
 // and .env.example, against each other and against the daemon's public contract.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES } from '../../src/config.js';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS } from '../../src/errors.js';
 import { createMetrics } from '../../src/metrics.js';
+import { parseTopUp } from '../../src/vonage-parse.js';
 import {
   ROOT,
   copyParts,
   dockerignoreExcludes,
   envPairs,
   execForm,
+  githubAnchors,
+  hashComments,
   interpolation,
   parseDockerfile,
   promqlMetricNames,
   read,
   readYaml,
+  readmeAnchorRefs,
+  repositoryPaths,
   stages,
   type Stage,
 } from './lib.js';
@@ -63,10 +69,12 @@ const CONTRACT_ENV = [
 ];
 
 const ALERTS = [
-  'VonageBalanceLow', 'VonageBalanceCritical', 'VonageTopUpFailed', 'VonageTopUpDailyCapReached',
-  'VonageAutoReloadDisabled', 'VonageBalancePollFailing', 'VonageBalancePollStale',
-  'VonageWatchdogDown', 'VonageLedgerUnwritable',
+  'VonageBalanceLow', 'VonageBalanceCritical', 'VonageTopUpFailed', 'VonageTopUpOutcomeUnknown',
+  'VonageTopUpDailyCapReached', 'VonageAutoReloadDisabled', 'VonageBalancePollFailing',
+  'VonageBalancePollStale', 'VonageWatchdogDown', 'VonageLedgerUnwritable',
+  'VonageTopUpsDisabledForADay',
 ];
+const RUNBOOK_BASE = 'https://github.com/vonage-reload-watchdog/vonage-reload-watchdog/blob/main/README.md#';
 
 const JOB = 'vonage-reload-watchdog';
 
@@ -522,13 +530,64 @@ describe('alert rules', () => {
   it('define every alert, with a severity and annotations', () => {
     expect(rules.map((r) => r.alert).sort()).toEqual([...ALERTS].sort());
     for (const r of rules) {
-      expect(['warning', 'critical'], r.alert).toContain(r.labels?.severity);
+      expect(['info', 'warning', 'critical'], r.alert).toContain(r.labels?.severity);
       expect(r.annotations?.summary, r.alert).toBeTruthy();
       expect(r.annotations?.description, r.alert).toBeTruthy();
       if (r.alert !== 'VonageWatchdogDown') {
         expect(`${r.annotations?.summary} ${r.annotations?.description}`, r.alert).toContain('{{ $labels.account }}');
       }
     }
+  });
+
+  it('every severity has an Alertmanager route; info repeats once a day, critical every hour', () => {
+    type Route = { matchers?: string[]; repeat_interval?: string };
+    const am = readYaml<{ route: Route & { routes: Route[] } }>('config/alertmanager/alertmanager.yml');
+    const repeat = (severity: string) => am.route.routes.find((r) => r.matchers?.includes(`severity="${severity}"`))?.repeat_interval ?? am.route.repeat_interval;
+    expect(repeat('info')).toBe('24h');
+    expect(repeat('critical')).toBe('1h');
+    expect(repeat('warning')).toBe('4h');
+    for (const r of rules) expect(['info', 'warning', 'critical']).toContain(r.labels?.severity);
+  });
+
+  it('each link to their runbook section in README.md', () => {
+    const anchors = githubAnchors(read('README.md'));
+    for (const r of rules) {
+      const url = r.annotations?.runbook_url ?? '';
+      expect(url.startsWith(RUNBOOK_BASE), `${r.alert}: runbook_url ${url}`).toBe(true);
+      const anchor = url.slice(RUNBOOK_BASE.length);
+      expect(anchor, `${r.alert} links to its own section`).toBe((r.alert ?? '').toLowerCase());
+      expect(anchors.has(anchor), `README.md has no heading for #${anchor}`).toBe(true);
+    }
+  });
+
+  it('page on a failed top-up only when Vonage answered and refused, never on a lost answer', () => {
+    const expr = rules.find((r) => r.alert === 'VonageTopUpFailed')?.expr ?? '';
+    const paged = (/reason=~"([^"]+)"/.exec(expr)?.[1] ?? '').split('|');
+    // May have been applied (the client records them as `unknown`), or never left at all.
+    const notPaged = ['timeout', 'network', 'server_error', 'bad_response', 'connection_refused'];
+    // Every reason the daemon can export is sorted into exactly one side.
+    expect([...paged, ...notPaged].sort()).toEqual([...FAILURE_REASONS, ...TOPUP_ONLY_FAILURE_REASONS].sort());
+    // And the parser agrees: each paged reason is one Vonage answers with, and it is final.
+    const json = (body: object) => JSON.stringify(body);
+    const answers: [number, string][] = [
+      [401, json({ 'error-code': '401', 'error-code-label': 'authentication failed' })],
+      [401, json({ 'error-code': '401', 'error-code-label': 'not auto-reload enabled' })],
+      [401, json({ 'error-code': '420', 'error-code-label': 'topup failed' })],
+      [400, json({ type: 'BAD_REQUEST' })],
+      [404, ''],
+      [302, ''],
+      [429, ''],
+      [500, ''],
+      [200, '<html>'],
+    ];
+    const outcomes = new Map<string, string>();
+    for (const [status, body] of answers) {
+      const parsed = parseTopUp(status, 'application/json', body);
+      if (!parsed.ok) outcomes.set(parsed.reason, parsed.outcome);
+    }
+    for (const reason of paged) expect(outcomes.get(reason), reason).toBe('failed');
+    expect(outcomes.get('server_error')).toBe('unknown');
+    expect(outcomes.get('bad_response')).toBe('unknown');
   });
 
   it('use only metrics the daemon exports', () => {
@@ -550,6 +609,42 @@ describe('alert rules', () => {
       expect(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${alert} fires somewhere`).toBe(true);
       expect(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${alert} stays quiet somewhere`).toBe(true);
     }
+  });
+});
+
+describe('references in comments and docs', () => {
+  const files = (dir: string, keep: (name: string) => boolean) =>
+    (readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true }) as Dirent[])
+      .filter((e) => e.isFile() && keep(e.name))
+      .map((e) => join(e.parentPath, e.name).slice(ROOT.length + 1));
+  const yamls = [...files('deploy', (n) => /\.ya?ml$/.test(n)), ...files('config', (n) => /\.ya?ml$/.test(n))];
+  const docs = files('docs', (n) => n.endsWith('.md'));
+  const texts = [...yamls.map((f) => ({ file: f, text: hashComments(read(f)) })), ...docs.map((f) => ({ file: f, text: read(f) }))];
+
+  it('finds the files to check', () => {
+    expect(yamls).toContain('deploy/kubernetes/deployment.yaml');
+    expect(yamls).toContain('config/prometheus/alerts.yml');
+    expect(docs).toContain('docs/ARCHITECTURE.md');
+    expect(repositoryPaths('see docs/deploy.md, src/simulator/ and src/**/*.ts or https://x/src/a.ts')).toEqual(['docs/deploy.md', 'src/simulator']);
+    expect(hashComments("a: 'b#c' # see src/x.ts\n# d\n")).toBe(' see src/x.ts\n d');
+  });
+
+  it('name only repository paths that exist', () => {
+    // Files the user creates and git ignores (config/prometheus/metrics-token) are named on purpose.
+    const ignored = new Set(read('.gitignore').split(/\r?\n/).map((l) => l.trim().replace(/^\//, '')));
+    const missing = texts.flatMap(({ file, text }) =>
+      repositoryPaths(text)
+        .filter((p) => !existsSync(join(ROOT, p)) && !ignored.has(p))
+        .map((p) => `${file}: ${p}`),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it('link only to README sections that exist', () => {
+    const anchors = githubAnchors(read('README.md'));
+    const all = [...texts, ...yamls.map((f) => ({ file: f, text: read(f) }))];
+    const broken = all.flatMap(({ file, text }) => readmeAnchorRefs(text).filter((a) => !anchors.has(a)).map((a) => `${file}: README.md#${a}`));
+    expect(broken).toEqual([]);
   });
 });
 
