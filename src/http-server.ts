@@ -38,7 +38,37 @@ const LANDING = `<!doctype html><html><head><title>vonage-reload-watchdog</title
 <h1>vonage-reload-watchdog</h1><ul><li><a href="metrics">metrics</a></li><li><a href="status">status</a></li>
 <li><a href="healthz">healthz</a></li><li><a href="readyz">readyz</a></li></ul></body></html>`;
 
-export function createHttpServer(h: HttpHandlers): Server {
+/**
+ * Every connection to this port holds a descriptor, and the calls to Vonage need descriptors too:
+ * 1,500 idle connections under a 1,024 limit made every balance poll fail with EMFILE. So the
+ * number of connections is capped (beyond it Node accepts and closes at once), and a connection
+ * that sends nothing, dawdles over its headers or idles between requests is closed soon.
+ */
+export interface HttpLimits {
+  /** Prometheus, a probe and a few people need a handful; the rest of the descriptors are Vonage's. */
+  maxConnections: number;
+  /** From connect to the end of the headers; also closes a connection that never sends a byte. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Idle time allowed between two requests on one connection. */
+  keepAliveTimeoutMs: number;
+  /** No traffic either way (a client that stops reading its answer, for one). */
+  idleTimeoutMs: number;
+  /** How often Node enforces the two timeouts above it (its default, 30 s, would quadruple them). */
+  checkIntervalMs: number;
+}
+
+export const HTTP_LIMITS: HttpLimits = {
+  maxConnections: 100,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  idleTimeoutMs: 15_000,
+  checkIntervalMs: 1_000,
+};
+
+export function createHttpServer(h: HttpHandlers, limits: Partial<HttpLimits> = {}): Server {
+  const lim = { ...HTTP_LIMITS, ...limits };
   const log = h.log.child({ module: 'http' });
   const authorized = (req: IncomingMessage) => h.authToken === undefined || tokenMatches(req.headers.authorization, h.authToken);
 
@@ -67,15 +97,15 @@ export function createHttpServer(h: HttpHandlers): Server {
     }
   };
 
-  const server = createServer((req, res) => {
+  const server = createServer({ connectionsCheckingInterval: lim.checkIntervalMs, headersTimeout: lim.headersTimeoutMs, requestTimeout: lim.requestTimeoutMs }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       log.error({ problem: err instanceof Error ? err.message : String(err) }, 'request handler failed');
       if (!res.headersSent) send(res, 500, 'internal error\n');
       else res.end();
     });
   });
-  server.keepAliveTimeout = 5_000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 10_000;
+  server.maxConnections = lim.maxConnections;
+  server.keepAliveTimeout = lim.keepAliveTimeoutMs;
+  server.timeout = lim.idleTimeoutMs;
   return server;
 }

@@ -17,6 +17,8 @@ export interface BalanceReading {
   autoReload: boolean;
   /** ms since the epoch, from the injected clock, when the answer arrived. */
   at: number;
+  /** Monotonic ms when the answer arrived: its age must survive wall-clock steps. */
+  mono?: number;
   requestId?: string;
 }
 
@@ -33,6 +35,8 @@ export interface ClientOptions {
   account: Pick<AccountConfig, 'apiKey' | 'apiSecret' | 'baseUrl' | 'auth'>;
   timeoutMs: number;
   now?: () => number;
+  /** Monotonic clock for `mono` on readings; performance.now unless a test drives time itself. */
+  monoNow?: () => number;
   /** Called after every request with its wall duration, for the latency histogram. */
   observe?: (endpoint: Endpoint, seconds: number) => void;
 }
@@ -48,6 +52,7 @@ const PATHS: Record<Endpoint, string> = {
 export function createVonageClient(options: ClientOptions): VonageClient {
   const { account, timeoutMs } = options;
   const now = options.now ?? Date.now;
+  const monoNow = options.monoNow ?? (() => performance.now());
   // Built here, never injected: its limits (deadline, no redirects, size cap) are the safety.
   const http = axios.create({
       baseURL: account.baseUrl,
@@ -126,7 +131,7 @@ export function createVonageClient(options: ClientOptions): VonageClient {
       const r = await send('get_balance', undefined, signal);
       const parsed = parseBalance(r.status, r.contentType, r.body);
       if (!parsed.ok) throw fail('get_balance', parsed, 'yes', r.status, r.retryAfter, r.requestId);
-      return { value: parsed.value, autoReload: parsed.autoReload, at: now(), requestId: r.requestId };
+      return { value: parsed.value, autoReload: parsed.autoReload, at: now(), mono: monoNow(), requestId: r.requestId };
     },
     async topUp(trx, signal) {
       const r = await send('top_up', new URLSearchParams({ trx }).toString(), signal);
@@ -153,6 +158,11 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
   return seconds <= 3600 ? seconds : undefined;
 }
 
+/** axios' wording for its own size cap: the only ERR_BAD_RESPONSE that is about size. */
+const SIZE_CAP = /^maxContentLength size of \d+ exceeded$/;
+/** axios' wording (ERR_BAD_RESPONSE) when the body ended early, and Node's own. */
+const CUT_SHORT = /^(stream has been aborted|aborted)$/;
+
 const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'EADDRNOTAVAIL']);
 
 /**
@@ -163,6 +173,7 @@ function mapTransportError(endpoint: Endpoint, err: unknown, timedOut: boolean, 
   const code = err instanceof AxiosError ? err.code : undefined;
   const cause = err instanceof AxiosError && err.cause && typeof err.cause === 'object' ? (err.cause as { code?: unknown }).code : undefined;
   const sysCode = typeof cause === 'string' ? cause : code;
+  const text = err instanceof Error ? err.message : '';
   const make = (reason: FailureReason, message: string, delivery: Delivery) =>
     new VonageError(endpoint, reason, message, delivery);
 
@@ -171,13 +182,19 @@ function mapTransportError(endpoint: Endpoint, err: unknown, timedOut: boolean, 
       ? make('connection_refused', 'connection refused', 'no')
       : make('network', `could not reach Vonage (${sysCode})`, 'no');
   }
-  if (code === AxiosError.ERR_BAD_RESPONSE || /maxContentLength/i.test(err instanceof Error ? err.message : '')) {
+  if (code === AxiosError.ERR_BAD_RESPONSE && SIZE_CAP.test(text)) {
     return make('bad_response', `answer larger than ${MAX_BODY_BYTES} bytes`, 'unknown');
   }
   if (timedOut || code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
     return make('timeout', 'no complete answer within HTTP_TIMEOUT', 'unknown');
   }
   if (cancelled) return make('network', 'request abandoned at shutdown', 'unknown');
+  // The connection closed before the body was whole (fewer bytes than Content-Length, a chunked
+  // body cut off): the same loss as a reset, so transient for the read and unknown for a top-up.
+  // axios says "stream has been aborted" (ERR_BAD_RESPONSE) or passes on Node's "aborted".
+  if (CUT_SHORT.test(text)) {
+    return make('network', 'answer cut short: the connection closed before the whole body arrived', 'unknown');
+  }
   return make('network', `connection failed${sysCode ? ` (${sysCode})` : ''}`, 'unknown');
 }
 

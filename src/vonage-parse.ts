@@ -30,6 +30,19 @@ function failure(reason: FailureReason, message: string, outcome: 'failed' | 'un
   return { ok: false, reason, message, outcome };
 }
 
+/**
+ * A proxy, a captive portal or a wrong VONAGE_BASE_URL answers with a web page; saying so names
+ * the likely cause, where "not a valid XML document" would send the operator after Vonage.
+ */
+function looksLikeHtml(contentType: string | undefined, body: string): boolean {
+  return /^\s*text\/html\b/i.test(contentType ?? '') || /^\s*<(!doctype\s+html|html)[\s>]/i.test(body);
+}
+
+function htmlFailure(what: 'balance' | 'top-up', status: number, outcome: 'failed' | 'unknown'): ParseFailure {
+  const not = what === 'balance' ? 'a balance' : 'a top-up result';
+  return failure('bad_response', `${what} answer is an HTML page (HTTP ${status}), not ${not}: a proxy, captive portal or wrong VONAGE_BASE_URL?`, outcome);
+}
+
 function looksLikeXml(contentType: string | undefined, body: string): boolean {
   return /xml/i.test(contentType ?? '') || body.trimStart().startsWith('<');
 }
@@ -84,7 +97,7 @@ function code(fields: Fields | undefined): string | undefined {
 }
 
 /** Non-2xx statuses mean the same thing on both endpoints, except what a 401's label says. */
-function statusFailure(status: number, fields: Fields | undefined): ParseFailure {
+function statusFailure(status: number, fields: Fields | undefined, contentType?: string, body = ''): ParseFailure {
   if (status >= 300 && status < 400) return failure('redirect', `unexpected redirect (HTTP ${status}), not followed`);
   if (status === 401 || status === 403) {
     const l = label(fields);
@@ -95,7 +108,9 @@ function statusFailure(status: number, fields: Fields | undefined): ParseFailure
   if (status === 429) return failure('rate_limited', 'rate limited (HTTP 429)');
   if (status === 400) return failure('bad_request', 'Vonage rejected the request as malformed (HTTP 400)');
   if (status >= 500) return failure('server_error', `Vonage server error (HTTP ${status})`, 'unknown');
-  return failure('http_error', `unexpected HTTP status ${status}`);
+  // A 404 page is the usual sign of a wrong VONAGE_BASE_URL; say so rather than only the number.
+  const page = looksLikeHtml(contentType, body) ? ' (an HTML page: a proxy, captive portal or wrong VONAGE_BASE_URL?)' : '';
+  return failure('http_error', `unexpected HTTP status ${status}${page}`);
 }
 
 function toBoolean(v: unknown): boolean | undefined {
@@ -108,13 +123,17 @@ function toBoolean(v: unknown): boolean | undefined {
 export function parseBalance(status: number, contentType: string | undefined, body: string): BalanceParse {
   const { format, fields } = readBody(contentType, body, ['accountBalance']);
   if (status < 200 || status >= 300) {
-    const f = statusFailure(status, fields);
+    const f = statusFailure(status, fields, contentType, body);
     // A 400 or 420 has no meaning for a read; keep the label set of the poll small and honest.
     return f.reason === 'bad_request' || f.reason === 'topup_failed' || f.reason === 'auto_reload_disabled'
       ? failure('http_error', f.message)
       : { ...f, outcome: 'failed' };
   }
-  if (!fields) return failure('bad_response', `balance answer is not a valid ${format.toUpperCase()} document`);
+  if (!fields) {
+    // Only an unreadable answer is called a page: a balance behind a mislabelled content type still counts.
+    if (looksLikeHtml(contentType, body)) return htmlFailure('balance', status, 'failed');
+    return failure('bad_response', `balance answer is not a valid ${format.toUpperCase()} document`);
+  }
   if ('error-code' in fields) {
     return label(fields) === 'authentication failed'
       ? failure('auth_failed', 'authentication failed (in a 2xx answer)')
@@ -135,9 +154,11 @@ export function parseBalance(status: number, contentType: string | undefined, bo
 
 export function parseTopUp(status: number, contentType: string | undefined, body: string): TopUpParse {
   const { format, fields } = readBody(contentType, body, ['response']);
-  if (status < 200 || status >= 300) return statusFailure(status, fields);
+  if (status < 200 || status >= 300) return statusFailure(status, fields, contentType, body);
   if (!fields) {
     // Vonage accepted the request and said something we cannot read: it may have charged the card.
+    // A page may come from a proxy that passed the request on, so it is unknown too.
+    if (looksLikeHtml(contentType, body)) return htmlFailure('top-up', status, 'unknown');
     return failure('bad_response', `top-up answer is not a valid ${format.toUpperCase()} document`, 'unknown');
   }
   const c = code(fields);

@@ -1,15 +1,16 @@
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { Registry, Counter } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createHttpServer, tokenMatches, type Probe } from '../src/http-server.js';
+import { HTTP_LIMITS, createHttpServer, tokenMatches, type HttpLimits, type Probe } from '../src/http-server.js';
 import { createLogger } from '../src/log.js';
+import { waitFor } from './helpers/daemon.js';
 
 const quiet = createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, cb) => cb() }));
 let close: (() => Promise<void>) | undefined;
 afterEach(async () => close?.());
 
-async function serve(opts: { health?: Probe; ready?: Probe; authToken?: string } = {}) {
+async function serve(opts: { health?: Probe; ready?: Probe; authToken?: string; limits?: Partial<HttpLimits> } = {}) {
   const registry = new Registry();
   new Counter({ name: 'x_total', help: 'x', registers: [registry] }).inc();
   const server = createHttpServer({
@@ -19,7 +20,7 @@ async function serve(opts: { health?: Probe; ready?: Probe; authToken?: string }
     status: () => ({ accounts: [] }),
     authToken: opts.authToken,
     log: quiet,
-  });
+  }, opts.limits);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   close = () => new Promise((r) => server.close(() => r()));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -66,5 +67,56 @@ describe('HTTP endpoints', () => {
     expect(tokenMatches('Bearer ', 'abc')).toBe(false);
     expect(tokenMatches(`Bearer ${'a'.repeat(10_000)}`, 'abc')).toBe(false);
     expect(tokenMatches('bearer abc', 'abc')).toBe(true);
+  });
+});
+
+describe('connection limits (defect 9: scrapers must not take the descriptors Vonage calls need)', () => {
+  it('applies the limits by default', () => {
+    const server = createHttpServer({ registry: new Registry(), health: () => ({ ok: true }), ready: () => ({ ok: true }), status: () => ({}), log: quiet });
+    expect(server.maxConnections).toBe(HTTP_LIMITS.maxConnections);
+    expect(server.headersTimeout).toBe(HTTP_LIMITS.headersTimeoutMs);
+    expect(server.requestTimeout).toBe(HTTP_LIMITS.requestTimeoutMs);
+    expect(server.keepAliveTimeout).toBe(HTTP_LIMITS.keepAliveTimeoutMs);
+    expect(server.timeout).toBe(HTTP_LIMITS.idleTimeoutMs);
+    // Far below the 1,024 descriptors a container commonly gets, whatever the clients do.
+    expect(HTTP_LIMITS.maxConnections).toBeLessThanOrEqual(128);
+    expect(HTTP_LIMITS.headersTimeoutMs).toBeLessThanOrEqual(HTTP_LIMITS.requestTimeoutMs);
+  });
+
+  it('closes connections beyond the cap at once, and idle ones (that never send a byte) after the headers timeout', async () => {
+    const url = await serve({ limits: { maxConnections: 3, headersTimeoutMs: 300, requestTimeoutMs: 600, checkIntervalMs: 100 } });
+    const { port } = new URL(url);
+    const open = () => {
+      const s = connect(Number(port), '127.0.0.1');
+      const state = { socket: s, closed: false, data: '' };
+      s.on('data', (d: Buffer) => (state.data += d.toString()));
+      s.on('error', () => {});
+      s.on('close', () => (state.closed = true));
+      return state;
+    };
+    const held = [open(), open(), open()];
+    await Promise.all(held.map((h) => new Promise((r) => h.socket.once('connect', r))));
+    // Connections are accepted in the order they were made, so the fourth is the one over the cap.
+    const extra = open();
+    await waitFor(() => extra.closed, 2000);
+    expect(extra.data).toBe('');
+    expect(held.some((h) => h.closed)).toBe(false);
+
+    await waitFor(() => held.every((h) => h.closed), 5000);
+    for (const h of held) expect(h.data).toMatch(/^HTTP\/1\.1 408/);
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it('closes a keep-alive connection that idles between requests', async () => {
+    const url = await serve({ limits: { keepAliveTimeoutMs: 200 } });
+    const { port } = new URL(url);
+    const s: Socket = connect(Number(port), '127.0.0.1');
+    let data = '';
+    s.on('data', (d: Buffer) => (data += d.toString()));
+    let closed = false;
+    s.on('close', () => (closed = true));
+    s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitFor(() => closed, 5000, () => data);
+    expect(data).toMatch(/^HTTP\/1\.1 200/);
   });
 });

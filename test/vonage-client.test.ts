@@ -1,9 +1,10 @@
 import { AxiosError } from 'axios';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { freePort } from './helpers/daemon.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VonageError } from '../src/errors.js';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
-import { createVonageClient, getBalanceWithRetry, parseRetryAfter } from '../src/vonage-client.js';
+import { MAX_BODY_BYTES, createVonageClient, getBalanceWithRetry, parseRetryAfter } from '../src/vonage-client.js';
 import { API_KEY, CANARY_SECRET, TRX, account, expectNoSecret } from './helpers/account.js';
 
 let sim: Simulator;
@@ -160,3 +161,67 @@ describe('getBalanceWithRetry', () => {
     expect(parseRetryAfter('99999', now)).toBeUndefined();
   });
 });
+
+/**
+ * A loopback server speaking raw HTTP/1.1, for answers the simulator does not send: each
+ * request gets the next reply in the list (the last one repeats).
+ */
+async function rawServer(replies: ((socket: Socket) => void)[]): Promise<{ url: string; requests: () => number; close: () => Promise<void> }> {
+  let n = 0;
+  const server: TcpServer = createTcpServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => replies[Math.min(n++, replies.length - 1)]!(socket));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  return { url, requests: () => n, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+const BALANCE = '{"value":7.5,"autoReload":true}';
+const head = (length: number, extra = '') => `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n${extra}\r\n`;
+/** Promises more than it sends, then closes: a body cut off by a dropped connection. */
+const cutShort = (socket: Socket) => socket.end(`${head(BALANCE.length + 20)}${BALANCE}`);
+const whole = (socket: Socket) => socket.end(`${head(BALANCE.length, 'Connection: close\r\n')}${BALANCE}`);
+
+describe('answers cut short or too large (defect 12)', () => {
+  let raw: Awaited<ReturnType<typeof rawServer>> | undefined;
+  afterEach(async () => {
+    await raw?.close();
+    raw = undefined;
+  });
+  const rawClient = (url: string) => createVonageClient({ account: account(url), timeoutMs: 1000 });
+
+  it('a body shorter than its Content-Length is a network failure, not an oversized answer', async () => {
+    raw = await rawServer([cutShort]);
+    const read = await failure(rawClient(raw.url).getBalance());
+    expect([read.reason, read.message]).toEqual(['network', 'answer cut short: the connection closed before the whole body arrived']);
+    const topUp = await failure(rawClient(raw.url).topUp(TRX));
+    // The request reached the other side; whether the top-up was applied is not known.
+    expect([topUp.reason, topUp.delivery]).toEqual(['network', 'unknown']);
+  });
+
+  it('a chunked body that stops before its last chunk is the same', async () => {
+    raw = await rawServer([(s) => s.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n{"value":7.5')]);
+    expect(await failure(rawClient(raw.url).getBalance())).toMatchObject({ reason: 'network', delivery: 'unknown' });
+  });
+
+  it('the balance read retries a cut-short answer like a reset', async () => {
+    raw = await rawServer([cutShort, whole]);
+    const delays: number[] = [];
+    const r = await getBalanceWithRetry(rawClient(raw.url), { attempts: 3, baseDelayMs: 10, maxDelayMs: 100, sleep: async (ms) => void delays.push(ms), random: () => 1 });
+    expect(r.value).toBe(7.5);
+    expect(delays).toEqual([10]);
+    expect(raw.requests()).toBe(2);
+  });
+
+  it('an answer over the cap is still told as such, with or without a Content-Length', async () => {
+    const big = `{"pad":"${'x'.repeat(MAX_BODY_BYTES)}"}`;
+    raw = await rawServer([(s) => s.end(`${head(big.length)}${big}`)]);
+    const e = await failure(rawClient(raw.url).topUp(TRX));
+    expect([e.reason, e.message, e.delivery]).toEqual(['bad_response', `answer larger than ${MAX_BODY_BYTES} bytes`, 'unknown']);
+    await start();
+    sim.setFault({ kind: 'huge', endpoint: 'balance' });
+    expect(await failure(client().getBalance())).toMatchObject({ reason: 'bad_response', message: `answer larger than ${MAX_BODY_BYTES} bytes` });
+  });
+});
+

@@ -81,3 +81,32 @@ describe('XML reader', () => {
     expect(parseTopUp(200, XML_CT, xml('response', '<hasOwnProperty>1</hasOwnProperty><error-code>200</error-code>'))).toEqual({ ok: true });
   });
 });
+
+describe('an HTML page instead of an answer', () => {
+  const hint = 'a proxy, captive portal or wrong VONAGE_BASE_URL?';
+  const pages: [string, string | undefined, string][] = [
+    ['text/html', 'text/html; charset=utf-8', '<html><body>Bad gateway</body></html>'],
+    ['a doctype, no content type', undefined, '\n  <!DOCTYPE html>\n<html><head><title>Sign in to the Wi-Fi</title></head></html>'],
+    ['upper-case <HTML> labelled JSON', JSON_CT, '<HTML lang="en"><body>login</body></HTML>'],
+    ['text/html with a body that is no document at all', 'text/html', 'Service Unavailable'],
+  ];
+  for (const [name, ct, body] of pages) {
+    it(`says so for the balance and the top-up: ${name}`, () => {
+      expect(parseBalance(200, ct, body)).toEqual({ ok: false, reason: 'bad_response', outcome: 'failed', message: `balance answer is an HTML page (HTTP 200), not a balance: ${hint}` });
+      // Whoever served the page may have passed the request on: unknown, as for any unreadable 2xx.
+      expect(parseTopUp(200, ct, body)).toEqual({ ok: false, reason: 'bad_response', outcome: 'unknown', message: `top-up answer is an HTML page (HTTP 200), not a top-up result: ${hint}` });
+    });
+  }
+
+  it('names the page behind an unexpected status too', () => {
+    expect(parseBalance(404, 'text/html', '<!doctype html><title>Not Found</title>')).toMatchObject({ reason: 'http_error', message: `unexpected HTTP status 404 (an HTML page: ${hint})` });
+    expect(parseTopUp(404, 'text/html', '<!doctype html><title>Not Found</title>')).toMatchObject({ reason: 'http_error', message: `unexpected HTTP status 404 (an HTML page: ${hint})` });
+    expect(parseBalance(404, JSON_CT, '{}')).toMatchObject({ message: 'unexpected HTTP status 404' });
+  });
+
+  it('still reads a balance whose content type is mislabelled as HTML, and keeps the XML message for broken XML', () => {
+    expect(parseBalance(200, 'text/html', '{"value":3.5,"autoReload":true}')).toEqual({ ok: true, value: 3.5, autoReload: true });
+    expect(parseBalance(200, XML_CT, '<accountBalance><value>1</value>')).toMatchObject({ reason: 'bad_response', message: 'balance answer is not a valid XML document' });
+    expect(parseBalance(200, undefined, '<htmlish>1</htmlish>')).toMatchObject({ message: 'balance answer is not a valid XML document' });
+  });
+});
