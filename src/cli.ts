@@ -28,12 +28,22 @@ through POST /account/top-up at most once per cooldown, and exports Prometheus m
 
 Usage:
   node dist/main.js                  run the daemon
-  node dist/main.js --once           run one poll-decide-act cycle; exit 0, or 1 if it failed
-  node dist/main.js --check-config   validate the configuration and print it (secrets masked)
+  node dist/main.js --once           run one poll-decide-act cycle, then exit (for cron)
+  node dist/main.js --check-config   validate the configuration, test that STATE_DIR is
+                                     writable, and print every setting (secrets masked)
   node dist/main.js --help           this text
 
+Exit codes:
+  0   done; for --once: the balance was read and is above the threshold, or a top-up succeeded
+  1   --once: the poll or the top-up failed, or the top-up's outcome is unknown; the daemon crashed
+  2   --once: the balance is below the threshold and no top-up was sent (skipped: cooldown,
+      daily cap, disabled, dry run, ledger unavailable, auto-reload off)
+  64  bad command line
+  78  bad configuration (also: --check-config found STATE_DIR unusable); nothing was sent
+
 Configuration comes from the environment; a .env file in the working directory is read when
-present, and the real environment wins. Invalid configuration exits with code 78.
+present, and the real environment wins. An unknown VONAGE_*, TOPUP_*, POLL_*, METRICS_* or LOG_*
+variable (a misspelt name) draws a warning naming the closest known one.
 
 Environment:
 ${vars}

@@ -5,7 +5,8 @@
  *
  * Secret values never reach a message. Non-secret values pass through `quote()`, which is the only
  * way a user-supplied value gets into a problem, so it is also where a secret pasted into the
- * wrong variable is caught.
+ * wrong variable is caught. A setting that is published (--check-config, /status, labels, file
+ * names, logs) is refused outright when it carries a secret: `refusePublishedSecret`.
  */
 import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
@@ -18,6 +19,8 @@ export interface AccountConfig {
   apiSecret: string;
   trx: string | undefined;
   baseUrl: string;
+  /** Kept although its effect is already in baseUrl, so --check-config can show every setting. */
+  allowCustomBaseUrl: boolean;
   auth: 'basic' | 'query';
   threshold: number;
   cooldownMs: number;
@@ -45,11 +48,14 @@ export interface ConfigProblem {
 
 export class ConfigError extends Error {
   readonly problems: ConfigProblem[];
+  /** What a valid configuration would also have warned about (a misspelt name, say). */
+  readonly warnings: readonly string[];
 
-  constructor(problems: ConfigProblem[]) {
+  constructor(problems: ConfigProblem[], warnings: readonly string[] = []) {
     super(problems.map((p) => `${p.variable}: ${p.message}`).join('\n'));
     this.name = 'ConfigError';
     this.problems = problems;
+    this.warnings = warnings;
   }
 }
 
@@ -123,6 +129,18 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
 
 const BY_NAME: ReadonlyMap<string, ConfigVariable> = new Map(CONFIG_VARIABLES.map((v) => [v.name, v]));
 
+/** Every name loadConfig reads: what a misspelt name is compared with. */
+const SETTING_NAMES: readonly string[] = CONFIG_VARIABLES.flatMap((v) => (v.fileVariant ? [v.name, `${v.name}_FILE`] : [v.name]));
+/** Read elsewhere (src/failpoints.ts, by the safety suite): known, but never suggested. */
+const INTERNAL_NAMES: readonly string[] = ['WATCHDOG_FAILPOINTS'];
+const KNOWN_NAMES: ReadonlySet<string> = new Set([...SETTING_NAMES, ...INTERNAL_NAMES]);
+// Names under these prefixes are ours, so an unknown one is almost surely a typo. Other names are
+// judged only by their closeness to one of ours: the environment is shared with everything else
+// in the container (HTTP_PROXY, NODE_OPTIONS, LOG), which must never draw a warning.
+const OUR_PREFIXES: readonly string[] = ['VONAGE_', 'TOPUP_', 'POLL_', 'METRICS_', 'LOG_'];
+const NEAR_MISS_MAX_DISTANCE = 2;
+const NEAR_MISS_MIN_CHARS = 6;
+
 function literalDefault(name: string): string {
   const text = BY_NAME.get(name)?.default;
   if (text === undefined || text.startsWith('(')) throw new Error(`config: ${name} has no literal default`);
@@ -149,6 +167,10 @@ const TOKEN_ADVISED_CHARS = 16;
 const SECRET_MATCH_MIN_CHARS = 4;
 
 const WITHHELD = '<withheld: it matches a secret>';
+/**
+ * A published value may share no run of this many characters with a secret: a whole secret, a
+ * long piece of one, or a value that is itself a long piece of one (a truncated paste).
+ */
 const PUBLISHED_SECRET_PART_CHARS = 8;
 
 const BOOLEAN = z.stringbool({ truthy: ['true', '1', 'yes'], falsy: ['false', '0', 'no'] });
@@ -180,6 +202,9 @@ class Checker {
   readonly problems: ConfigProblem[] = [];
   readonly warnings: string[] = [];
   private readonly secrets: string[] = [];
+  private readonly misspelt: readonly Misspelling[];
+  /** Misspelt names a problem already mentions, so they are not warned about twice. */
+  private readonly cited = new Set<string>();
 
   constructor(
     private readonly env: Env,
@@ -189,6 +214,7 @@ class Checker {
       const value = this.raw(name);
       if (value !== undefined) this.rememberSecret(value);
     }
+    this.misspelt = misspellings(env);
   }
 
   problem(variable: string, message: string): undefined {
@@ -219,19 +245,30 @@ class Checker {
   }
 
   /** Whether a non-secret value contains (or is part of) a secret: pasted into the wrong variable. */
-  holdsSecret(value: string, minPartChars = SECRET_MATCH_MIN_CHARS): boolean {
+  holdsSecret(value: string): boolean {
     // Case-blind because URL parsing lowercases host names taken from the value.
     const lower = value.toLowerCase();
-    return this.secrets.some((s) => lower.includes(s) || (lower.length >= minPartChars && s.includes(lower)));
+    return this.secrets.some((s) => lower.includes(s) || (lower.length >= SECRET_MATCH_MIN_CHARS && s.includes(lower)));
   }
 
   /**
-   * Values that are published (metric labels, /status, file names) must not carry a secret.
-   * Refusing is stricter than withholding from a message, so a short name that merely occurs
-   * inside a secret (`prod`) is not refused; a whole secret or a long piece of one is.
+   * Whether publishing `value` would publish a secret or a long piece of one: it contains a
+   * whole secret, or shares a run of PUBLISHED_SECRET_PART_CHARS characters with one. A short
+   * name that merely occurs inside a secret (`prod`) is not enough; refusing it would protect
+   * nothing and confuse.
    */
-  refusePublishedSecret(name: string, value: string, where: string): boolean {
-    if (!this.holdsSecret(value, PUBLISHED_SECRET_PART_CHARS)) return false;
+  publishesSecret(value: string): boolean {
+    const lower = value.toLowerCase();
+    return this.secrets.some((s) => lower.includes(s) || sharesRun(lower, s, PUBLISHED_SECRET_PART_CHARS));
+  }
+
+  /**
+   * Values that are published (metric labels, /status, file names, --check-config, log lines)
+   * must not carry a secret. Refusing is stricter than withholding from a message.
+   */
+  refusePublishedSecret(name: string, value: string | readonly string[], where: string): boolean {
+    const forms = typeof value === 'string' ? [value] : value;
+    if (!forms.some((v) => this.publishesSecret(v))) return false;
     this.problem(name, `contains a secret (pasted into the wrong variable?); it would be published ${where}`);
     return true;
   }
@@ -239,7 +276,29 @@ class Checker {
   required(name: string): string {
     const entry = BY_NAME.get(name);
     const fileHint = entry?.fileVariant ? `, or set ${name}_FILE to a file holding it` : '';
-    return `required (${entry?.description ?? name}${fileHint})`;
+    // A misspelling of the missing name is the likeliest reason it is missing.
+    const hints = this.misspelt
+      .filter((m) => m.close && (m.closest === name || m.closest === `${name}_FILE`))
+      .map((m) => {
+        this.cited.add(m.name);
+        return `; ${this.quoteName(m.name)} is set: did you mean ${m.closest}?`;
+      });
+    return `required (${entry?.description ?? name}${fileHint})${hints.join('')}`;
+  }
+
+  /** A variable name for a message: printable, bounded, and withheld if it holds a secret. */
+  quoteName(name: string): string {
+    return this.holdsSecret(name) ? '<a variable whose name matches a secret>' : sanitize(name, 64);
+  }
+
+  /** Warnings for the misspelt names no problem has already pointed out. */
+  warnMisspelt(): void {
+    for (const m of this.misspelt) {
+      if (this.cited.has(m.name)) continue;
+      const name = this.quoteName(m.name);
+      const hint = m.close ? `did you mean ${m.closest}?` : `the closest known name is ${m.closest}`;
+      this.warnings.push(`${name} is not a variable this program reads, so it is ignored: ${hint}`);
+    }
   }
 
   /**
@@ -444,7 +503,20 @@ function checkBaseUrl(c: Checker, allowCustom: boolean | undefined): string | un
     }
   }
   if (c.problems.length > before) return undefined;
-  return `${url.protocol}//${url.host}${path}`;
+  const normalised = `${url.protocol}//${url.host}${path}`;
+  // The whole URL is published (the start-up log, --check-config, a DNS error's message). The
+  // parser may have percent-encoded a pasted secret, so the decoded form is looked at too.
+  const forms = [text, normalised, safeDecode(normalised)];
+  if (c.refusePublishedSecret(name, forms, 'in --check-config, the start-up log and network errors')) return undefined;
+  return normalised;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 function checkThreshold(c: Checker): number | undefined {
@@ -477,7 +549,10 @@ function checkSchedule(c: Checker): string | undefined {
   const text = c.trimmed(name) ?? literalDefault(name);
   let detail = '';
   try {
-    if (cron.validate(text)) return text;
+    if (cron.validate(text)) {
+      if (c.refusePublishedSecret(name, text, 'in --check-config, /status and the start-up log')) return undefined;
+      return text;
+    }
     detail = cron
       .validateDetailed(text)
       .errors.map((e) => `${e.field}: ${e.message}`)
@@ -506,6 +581,8 @@ function checkMetricsHost(c: Checker): string | undefined {
   if (WHITESPACE_OR_CONTROL.test(text)) {
     return c.problem(name, `must be a host name or address without spaces (got ${c.quote(text)})`);
   }
+  // A host that does not resolve ends up in a fatal `getaddrinfo ENOTFOUND <host>`.
+  if (c.refusePublishedSecret(name, text, 'in --check-config, the start-up log and listen errors')) return undefined;
   return text;
 }
 
@@ -547,16 +624,9 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
   const port = c.integer('METRICS_PORT', 0, 65535);
   const level = c.choice('LOG_LEVEL', LOG_LEVELS, `one of ${LOG_LEVELS.join('/')}`);
   const format = c.choice('LOG_FORMAT', LOG_FORMATS, 'json or pretty');
+  c.warnMisspelt();
 
-  if (c.problems.length > 0) {
-    // Sorted into table order so the same mistakes always read the same way.
-    const rank = (p: ConfigProblem): number => {
-      const i = CONFIG_VARIABLES.findIndex((v) => p.variable === v.name || p.variable === `${v.name}_FILE`);
-      return i === -1 ? CONFIG_VARIABLES.length : i;
-    };
-    const sorted = c.problems.map((p, i) => ({ p, i })).sort((a, b) => rank(a.p) - rank(b.p) || a.i - b.i);
-    throw new ConfigError(deepFreeze(sorted.map(({ p }) => p)));
-  }
+  if (c.problems.length > 0) throw configError(c);
 
   // Every check above either returned a value or recorded a problem, so none is undefined here.
   const account: AccountConfig = {
@@ -565,6 +635,7 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
     apiSecret: apiSecret!,
     trx,
     baseUrl: baseUrl!,
+    allowCustomBaseUrl: allowCustom!,
     auth: auth!,
     threshold: threshold!,
     cooldownMs: cooldownMs!,
@@ -572,7 +643,7 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
     topupEnabled: topupEnabled!,
     dryRun: dryRun!,
   };
-  return deepFreeze({
+  const config: Config = {
     accounts: [account],
     pollSchedule: pollSchedule!,
     httpTimeoutMs: httpTimeoutMs!,
@@ -580,7 +651,126 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
     metrics: { host: host!, port: port!, authToken },
     log: { level: level!, format: format! },
     warnings: c.warnings,
-  });
+  };
+  // The net under the checks above: whatever --check-config would print is held to the same
+  // rule, so a setting added to describeConfig later cannot publish a secret either. Only
+  // values that are ours rather than the user's (a default, a formatted number) reach here
+  // unchecked, and they match a secret only if the secret is a word like "json".
+  for (const [name, value] of Object.entries(describeConfig(config))) {
+    if (SECRET_VARIABLES.includes(name)) continue;
+    c.refusePublishedSecret(name, value, 'by --check-config (its effective value matches a secret)');
+  }
+  if (c.problems.length > 0) throw configError(c);
+  return deepFreeze(config);
+}
+
+function configError(c: Checker): ConfigError {
+  // Sorted into table order so the same mistakes always read the same way.
+  const rank = (p: ConfigProblem): number => {
+    const i = CONFIG_VARIABLES.findIndex((v) => p.variable === v.name || p.variable === `${v.name}_FILE`);
+    return i === -1 ? CONFIG_VARIABLES.length : i;
+  };
+  const sorted = c.problems.map((p, i) => ({ p, i })).sort((a, b) => rank(a.p) - rank(b.p) || a.i - b.i);
+  return new ConfigError(deepFreeze(sorted.map(({ p }) => p)), deepFreeze([...c.warnings]));
+}
+
+/** Whether `a` and `b` have a common run of `n` characters (both already lower-cased). */
+function sharesRun(a: string, b: string, n: number): boolean {
+  const [short, long] = a.length <= b.length ? [a, b] : [b, a];
+  for (let i = 0; i + n <= short.length; i++) if (long.includes(short.slice(i, i + n))) return true;
+  return false;
+}
+
+interface Misspelling {
+  name: string;
+  /** The known setting name closest to it. */
+  closest: string;
+  /** Close enough to say "did you mean"; otherwise the closest name is only mentioned. */
+  close: boolean;
+}
+
+/**
+ * Variables that look meant for this program but are not read by it: any unknown name under one
+ * of our prefixes, and any other name within a couple of edits of one of ours once case and
+ * underscores are ignored (DRYRUN, STATEDIR, dry_run). Only names are looked at, never values,
+ * except that an empty variable counts as unset here too.
+ */
+function misspellings(env: Env): Misspelling[] {
+  const serviceLinks = kubernetesServices(env);
+  const found: Misspelling[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === '' || KNOWN_NAMES.has(name)) continue;
+    // Bounded: the cost is quadratic in the name's length, and names come from outside.
+    const upper = name.slice(0, 128).toUpperCase();
+    if (serviceLinks.some((svc) => isServiceLink(upper, svc))) continue;
+    const squeezed = squeeze(upper);
+    const ours = OUR_PREFIXES.some((p) => upper.startsWith(p));
+    const words = upper.split('_').filter((w) => w !== '');
+    let best = { name: '', rank: [Infinity, Infinity, Infinity] };
+    for (const known of SETTING_NAMES) {
+      // A word left out (METRICS_TOKEN for METRICS_AUTH_TOKEN) is a long way off by edits but an
+      // obvious slip; for names not under our prefixes it proves nothing (AUTH_TOKEN is common).
+      const knownWords = known.split('_');
+      const wordsLeftOut = ours && words.length >= 2 && words.every((w) => knownWords.includes(w)) ? 0 : 1;
+      // Case and underscores ignored next: DRYRUN is DRY_RUN, whatever the plain distance says.
+      const rank = [wordsLeftOut, editDistance(squeezed, squeeze(known)), editDistance(upper, known)];
+      if (lexLess(rank, best.rank)) best = { name: known, rank };
+    }
+    const [wordsLeftOut, squeezedDistance, plainDistance] = best.rank as [number, number, number];
+    const nearMiss = squeezed.length >= NEAR_MISS_MIN_CHARS && squeezedDistance <= NEAR_MISS_MAX_DISTANCE;
+    if (!nearMiss && !ours) continue;
+    const close =
+      nearMiss || wordsLeftOut === 0 || plainDistance <= Math.max(NEAR_MISS_MAX_DISTANCE, Math.floor(best.name.length / 5));
+    found.push({ name, closest: best.name, close });
+  }
+  return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function lexLess(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!;
+  return false;
+}
+
+function squeeze(name: string): string {
+  return name.replace(/[^A-Z0-9]/g, '');
+}
+
+/**
+ * Kubernetes gives every pod <SERVICE>_SERVICE_HOST, <SERVICE>_PORT and the like for each service
+ * in its namespace, so a service called vonage-reload-watchdog puts VONAGE_RELOAD_WATCHDOG_* into
+ * the environment. They are recognised by the _SERVICE_HOST that always comes with them.
+ */
+function kubernetesServices(env: Env): string[] {
+  return Object.keys(env)
+    .map((n) => n.toUpperCase())
+    .filter((n) => n.endsWith('_SERVICE_HOST') && n.length > '_SERVICE_HOST'.length)
+    .map((n) => n.slice(0, -'_SERVICE_HOST'.length));
+}
+
+function isServiceLink(upper: string, service: string): boolean {
+  if (!upper.startsWith(`${service}_`)) return false;
+  const rest = upper.slice(service.length + 1);
+  return /^(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$/.test(rest);
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      row.push(d);
+    }
+    rows.push(row);
+  }
+  return rows[a.length]![b.length]!;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -596,9 +786,9 @@ function masked(secret: string | undefined): string {
 }
 
 /**
- * The effective settings for --check-config, keyed by variable name, with secrets reduced to
- * their length. VONAGE_ALLOW_CUSTOM_BASE_URL is left out: the Config keeps only its effect, the
- * base URL. Accounts after the first (not configurable yet) get a `[i]` suffix on their keys.
+ * The effective settings for --check-config, keyed by variable name (every one of
+ * CONFIG_VARIABLES), with secrets reduced to their length. Accounts after the first (not
+ * configurable yet) get a `[i]` suffix on their keys.
  */
 export function describeConfig(config: Config): Record<string, string> {
   const out: Record<string, string> = {};
@@ -609,6 +799,7 @@ export function describeConfig(config: Config): Record<string, string> {
     out[k('VONAGE_TOPUP_TRX')] = masked(a.trx);
     out[k('VONAGE_ACCOUNT_NAME')] = a.name;
     out[k('VONAGE_BASE_URL')] = a.baseUrl;
+    out[k('VONAGE_ALLOW_CUSTOM_BASE_URL')] = String(a.allowCustomBaseUrl);
     out[k('VONAGE_AUTH')] = a.auth;
     out[k('TOPUP_THRESHOLD')] = String(a.threshold);
     out[k('TOPUP_COOLDOWN')] = formatDuration(a.cooldownMs);

@@ -73,6 +73,7 @@ describe('good configurations', () => {
           apiSecret: SECRET,
           trx: TRX,
           baseUrl: 'https://rest.nexmo.com',
+          allowCustomBaseUrl: false,
           auth: 'basic',
           threshold: 10,
           cooldownMs: 900_000,
@@ -101,8 +102,12 @@ describe('good configurations', () => {
     expect(reader.calls).toEqual([]);
   });
 
-  test('unknown variables are ignored', () => {
-    expect(load({ ...MINIMAL, PATH: '/usr/bin', TOPUP_THRESHOLDS: 'x', VONAGE_FOO: '1' })).toEqual(load(MINIMAL));
+  test('unknown variables change no setting (misspelt ones only draw a warning)', () => {
+    const { warnings, ...settings } = load({ ...MINIMAL, PATH: '/usr/bin', TOPUP_THRESHOLDS: 'x', VONAGE_FOO: '1' });
+    const { warnings: none, ...expected } = load(MINIMAL);
+    expect(settings).toEqual(expected);
+    expect(none).toEqual([]);
+    expect(warnings).toHaveLength(2);
   });
 
   test('never reads process.env', () => {
@@ -132,6 +137,7 @@ describe('good configurations', () => {
     ['trailing slash stripped', { ...MINIMAL, VONAGE_BASE_URL: 'https://rest.nexmo.com/' }, (c) => account(c).baseUrl, 'https://rest.nexmo.com'],
     ['case and default port normalised', { ...MINIMAL, VONAGE_BASE_URL: ' HTTPS://REST.Nexmo.com:443 ' }, (c) => account(c).baseUrl, 'https://rest.nexmo.com'],
     ['custom https host with path', { ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: 'true', VONAGE_BASE_URL: 'https://proxy.internal:8443/vonage/' }, (c) => account(c).baseUrl, 'https://proxy.internal:8443/vonage'],
+    ['allow flag kept in the config', { ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: ' Yes ' }, (c) => account(c).allowCustomBaseUrl, true],
     ['loopback http, IPv4', { ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: '1', VONAGE_BASE_URL: 'http://127.0.0.1:8080' }, (c) => account(c).baseUrl, 'http://127.0.0.1:8080'],
     ['loopback http, 127/8', { ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: 'yes', VONAGE_BASE_URL: 'http://127.4.5.6:1/' }, (c) => account(c).baseUrl, 'http://127.4.5.6:1'],
     ['loopback http, IPv6', { ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: 'TRUE', VONAGE_BASE_URL: 'http://[::1]:9000' }, (c) => account(c).baseUrl, 'http://[::1]:9000'],
@@ -497,16 +503,17 @@ describe('describeConfig', () => {
     expect([d.VONAGE_TOPUP_TRX, d.METRICS_AUTH_TOKEN]).toEqual(['(unset)', '(unset)']);
   });
 
-  test('for the defaults, matches the documented defaults, keyed by every variable but the allow flag', () => {
+  test('for the defaults, matches the documented defaults, keyed by every variable in table order', () => {
     const d = describeConfig(load(MINIMAL));
-    expect(Object.keys(d).sort()).toEqual(
-      CONFIG_VARIABLES.map((v) => v.name)
-        .filter((n) => n !== 'VONAGE_ALLOW_CUSTOM_BASE_URL')
-        .sort(),
-    );
-    for (const v of CONFIG_VARIABLES.filter((x) => !x.default.startsWith('(') && x.name in d)) {
+    expect(Object.keys(d)).toEqual(CONFIG_VARIABLES.map((v) => v.name));
+    for (const v of CONFIG_VARIABLES.filter((x) => !x.default.startsWith('('))) {
       expect([v.name, d[v.name]]).toEqual([v.name, v.default]);
     }
+  });
+
+  test('shows the effective VONAGE_ALLOW_CUSTOM_BASE_URL, as set in any spelling', () => {
+    expect(describeConfig(load({ ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: 'YES', VONAGE_BASE_URL: 'https://proxy.internal' })).VONAGE_ALLOW_CUSTOM_BASE_URL).toBe('true');
+    expect(describeConfig(load({ ...MINIMAL, VONAGE_ALLOW_CUSTOM_BASE_URL: '0' })).VONAGE_ALLOW_CUSTOM_BASE_URL).toBe('false');
   });
 });
 
@@ -615,5 +622,204 @@ describe('published values never carry a secret', () => {
 
   test('a short account name that merely occurs inside the secret is not refused', () => {
     expect(loadConfig({ ...good, VONAGE_ACCOUNT_NAME: 'canary' }, () => '').accounts[0]!.name).toBe('canary');
+  });
+});
+
+describe('defect 10: every published setting refuses a secret pasted into it', () => {
+  // Published: --check-config prints it, and it reaches /status, metric labels, file names or log
+  // lines (METRICS_HOST also a fatal `getaddrinfo ENOTFOUND <host>`).
+  const PASTED = 'CANARY-s3cr3t-9f2-published';
+  const PART = PASTED.slice(0, 14); // a truncated paste: a long piece, not the whole
+  const base = { VONAGE_API_KEY: 'abcd1234', VONAGE_API_SECRET: PASTED, VONAGE_TOPUP_TRX: '8ef2447e69604f642ae59363aa5f781b', TOPUP_THRESHOLD: '10' };
+  const allow = { VONAGE_ALLOW_CUSTOM_BASE_URL: 'true' };
+  type Row = [label: string, variable: string, env: Env, forms: string[]];
+  const forms = (secret: string) => [secret, secret.toLowerCase(), secret.slice(0, 8), encodeURIComponent(secret), Buffer.from(secret).toString('base64')];
+  const ROWS: Row[] = [
+    ['api key, whole', 'VONAGE_API_KEY', { ...base, VONAGE_API_KEY: PASTED }, forms(PASTED)],
+    ['api key, a long part', 'VONAGE_API_KEY', { ...base, VONAGE_API_KEY: `key-${PART}` }, forms(PART)],
+    ['account name, whole', 'VONAGE_ACCOUNT_NAME', { ...base, VONAGE_ACCOUNT_NAME: `prod ${PASTED}` }, forms(PASTED)],
+    ['account name, a long part', 'VONAGE_ACCOUNT_NAME', { ...base, VONAGE_ACCOUNT_NAME: `prod ${PART}` }, forms(PART)],
+    ['base url host, whole', 'VONAGE_BASE_URL', { ...base, ...allow, VONAGE_BASE_URL: `https://${PASTED}.example` }, forms(PASTED)],
+    ['base url path, whole', 'VONAGE_BASE_URL', { ...base, ...allow, VONAGE_BASE_URL: `https://proxy.internal/${PASTED}/` }, forms(PASTED)],
+    ['base url path, a long part', 'VONAGE_BASE_URL', { ...base, ...allow, VONAGE_BASE_URL: `https://proxy.internal:8443/v/${PART}` }, forms(PART)],
+    ['base url path, percent-encoded', 'VONAGE_BASE_URL', { ...base, ...allow, VONAGE_API_SECRET: 'CANARY/s3cr3t+pub=lished', VONAGE_BASE_URL: `https://proxy.internal/${encodeURIComponent('CANARY/s3cr3t+pub=lished')}` }, forms('CANARY/s3cr3t+pub=lished')],
+    ['base url path, encoded by the parser', 'VONAGE_BASE_URL', { ...base, ...allow, VONAGE_API_SECRET: 'CANARY s3cr3t published', VONAGE_BASE_URL: 'https://proxy.internal/CANARY s3cr3t published' }, forms('CANARY s3cr3t published')],
+    ['base url, trx in the host', 'VONAGE_BASE_URL', { ...base, ...allow, VONAGE_BASE_URL: 'https://8ef2447e69604f642ae59363aa5f781b.example:8080' }, forms('8ef2447e69604f642ae59363aa5f781b')],
+    ['metrics host, whole', 'METRICS_HOST', { ...base, METRICS_HOST: PASTED }, forms(PASTED)],
+    ['metrics host, a long part', 'METRICS_HOST', { ...base, METRICS_HOST: `${PART}.internal` }, forms(PART)],
+    ['metrics host, the token', 'METRICS_HOST', { ...base, METRICS_AUTH_TOKEN: 'CANARY-token-0a1b2c3d4e5f', METRICS_HOST: 'CANARY-token-0a1b2c3d4e5f' }, forms('CANARY-token-0a1b2c3d4e5f')],
+    ['state dir, whole', 'STATE_DIR', { ...base, STATE_DIR: `/data/${PASTED}` }, forms(PASTED)],
+    ['state dir, a long part', 'STATE_DIR', { ...base, STATE_DIR: `/data/${PART}/x` }, forms(PART)],
+    // A schedule is only valid cron, so the secret here is one that is valid cron too.
+    ['schedule, whole', 'POLL_SCHEDULE', { ...base, VONAGE_API_SECRET: '*/17 3 * * 1-5', POLL_SCHEDULE: '*/17 3 * * 1-5' }, forms('*/17 3 * * 1-5')],
+    ['schedule, a long part', 'POLL_SCHEDULE', { ...base, VONAGE_API_SECRET: 'x*/17 3 * * 1-5y', POLL_SCHEDULE: '0 */17 3 * * 1-5' }, forms('x*/17 3 * * 1-5y')],
+    // Settings whose printed value is ours (a choice, a number): refused only if a secret is that word.
+    ['log format', 'LOG_FORMAT', { ...base, VONAGE_API_SECRET: 'pretty', LOG_FORMAT: 'PRETTY' }, ['pretty']],
+    ['metrics port, even as the default', 'METRICS_PORT', { ...base, METRICS_AUTH_TOKEN: '8479' }, ['8479']],
+    ['threshold', 'TOPUP_THRESHOLD', { ...base, VONAGE_TOPUP_TRX: '1234.5', TOPUP_THRESHOLD: '1234.50' }, ['1234.5']],
+  ];
+
+  test.each(ROWS)('%s: refused, naming %s, never showing the secret', (_label, variable, env, secretForms) => {
+    const error = failure(env);
+    expect(error.problems.map((p) => p.variable)).toEqual([variable]);
+    expect(error.problems[0]!.message).toMatch(/^contains a secret \(pasted into the wrong variable\?\); it would be published /);
+    const text = `${error.message}\n${JSON.stringify(error.problems)}\n${JSON.stringify(error.warnings)}`;
+    for (const form of secretForms) expect(text.toLowerCase()).not.toContain(form.toLowerCase());
+  });
+
+  test.each([
+    ['a short host that merely occurs inside a secret', { METRICS_HOST: 'canary' }],
+    ['a base url sharing under 8 characters with the secret', { ...allow, VONAGE_BASE_URL: 'https://canary.example/s3cr3t' }],
+    ['a state dir sharing under 8 characters', { STATE_DIR: '/data/CANARY-x/s3cr3t' }],
+  ])('not refused: %s', (_label, extra) => {
+    expect(() => load({ ...base, ...extra })).not.toThrow();
+  });
+
+  test('so describeConfig never prints a secret or a long piece of one, wherever it is pasted', () => {
+    const secretChars = fc.stringMatching(/^[A-Za-z0-9._~-]{8,40}$/);
+    const placements = fc.subarray(['VONAGE_API_KEY', 'VONAGE_ACCOUNT_NAME', 'VONAGE_BASE_URL', 'METRICS_HOST', 'STATE_DIR'] as const, { minLength: 1 });
+    fc.assert(
+      fc.property(secretChars, fc.constantFrom(...SECRET_VARIABLES), placements, fc.nat(), fc.nat(), (secret, where, targets, from, len) => {
+        const start = from % (secret.length - 7);
+        const piece = secret.slice(start, start + 8 + (len % (secret.length - start - 7)));
+        const env: Env = { ...base, VONAGE_API_SECRET: 'CANARY-other-s3cr3t', [where]: secret, ...allow };
+        for (const t of targets) {
+          env[t] = { VONAGE_BASE_URL: `https://proxy.internal/${piece}`, STATE_DIR: `/data/${piece}` }[t as string] ?? piece;
+        }
+        let printed: string;
+        try {
+          printed = JSON.stringify(describeConfig(loadConfig(env, noFiles)));
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          expect(err.problems.map((p) => p.variable)).toEqual(expect.arrayContaining([...targets]));
+          printed = `${err.message}\n${JSON.stringify(err.problems)}`;
+        }
+        expect(printed.toLowerCase()).not.toContain(piece.toLowerCase());
+        expect(printed.toLowerCase()).not.toContain(secret.toLowerCase());
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('misspelt variables', () => {
+  // The value of an unknown variable may be a secret put under a wrong name: it is never shown.
+  const VALUE = 'CANARY-unknown-value-77';
+  const warningsFor = (extra: Env) => load({ ...MINIMAL, ...extra }).warnings;
+
+  test.each([
+    ['TOPUP_THRESHHOLD', 'TOPUP_THRESHOLD'],
+    ['TOPUP_TRESHOLD', 'TOPUP_THRESHOLD'],
+    ['TOPUPTHRESHOLD', 'TOPUP_THRESHOLD'],
+    ['TOPUP_COOLDOWN_MS', 'TOPUP_COOLDOWN'],
+    ['TOPUP_MAX_PER_DAYS', 'TOPUP_MAX_PER_DAY'],
+    ['VONAGE_APIKEY', 'VONAGE_API_KEY'],
+    ['VONAGE_API_SECRETFILE', 'VONAGE_API_SECRET_FILE'],
+    ['VONAGE_API_SECERT', 'VONAGE_API_SECRET'],
+    ['VONAGE_ALLOW_CUSTOM_URL', 'VONAGE_ALLOW_CUSTOM_BASE_URL'],
+    ['POLL_SCHEDUEL', 'POLL_SCHEDULE'],
+    ['METRICS_PORTS', 'METRICS_PORT'],
+    ['METRICS_TOKEN', 'METRICS_AUTH_TOKEN'],
+    ['VONAGE_SECRET', 'VONAGE_API_SECRET'],
+    ['VONAGE_TRX_FILE', 'VONAGE_TOPUP_TRX_FILE'],
+    ['LOG_LEVLE', 'LOG_LEVEL'],
+    ['log_level', 'LOG_LEVEL'],
+    ['DRYRUN', 'DRY_RUN'],
+    ['DRY_RUNS', 'DRY_RUN'],
+    ['dry_run', 'DRY_RUN'],
+    ['STATEDIR', 'STATE_DIR'],
+    ['STATE_DIRS', 'STATE_DIR'],
+    ['HTTP_TIMOUT', 'HTTP_TIMEOUT'],
+    ['HTTP_TIMEOUT_MS', 'HTTP_TIMEOUT'],
+  ])('%s warns: did you mean %s?', (name, meant) => {
+    const warnings = warningsFor({ [name]: VALUE });
+    expect(warnings).toEqual([`${name} is not a variable this program reads, so it is ignored: did you mean ${meant}?`]);
+  });
+
+  test.each([
+    ['VONAGE_FOO', 'VONAGE_AUTH'],
+    ['LOG_LEVEL_FILE', 'LOG_LEVEL'],
+    ['METRICS_PATH', 'METRICS_PORT'],
+  ])('any unknown name under our prefixes warns, naming the closest known name: %s', (name, closest) => {
+    const [warning, ...rest] = warningsFor({ [name]: VALUE });
+    expect(rest).toEqual([]);
+    expect(warning).toMatch(new RegExp(`^${name} is not a variable this program reads, so it is ignored: .*\\b${closest}\\b`));
+  });
+
+  test('names that are not ours draw no warning, however common', () => {
+    const unrelated = [
+      'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'LOG', 'LOGNAME', 'PATH',
+      'HOME', 'HOSTNAME', 'USER', 'PWD', 'OLDPWD', 'SHLVL', 'TERM', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'PORT', 'HOST', 'CI',
+      'DEBUG', 'NODE_ENV', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'NODE_VERSION', 'YARN_VERSION', 'STATE_DIRECTORY',
+      'RUNTIME_DIRECTORY', 'CACHE_DIR', 'DATA_DIR', 'XDG_STATE_HOME', 'XDG_RUNTIME_DIR', 'SIM_API_SECRET', 'SIM_PORT',
+      'SIM_BALANCE', 'GRAFANA_ADMIN_PASSWORD', 'GF_SECURITY_ADMIN_USER', 'KUBERNETES_SERVICE_HOST', 'KUBERNETES_PORT_443_TCP_ADDR',
+      'WATCHDOG_FAILPOINTS', 'DEMO_SECONDS', 'TIMEOUT', 'DRY', 'STATE', 'HTTP_TIMEOUT_', 'npm_config_cache', 'npm_lifecycle_event',
+    ];
+    expect(warningsFor(Object.fromEntries(unrelated.map((n) => [n, VALUE])))).toEqual(
+      // HTTP_TIMEOUT_ is a near miss (one character off) and is the one expected warning.
+      [expect.stringMatching(/^HTTP_TIMEOUT_ .*did you mean HTTP_TIMEOUT\?$/)],
+    );
+  });
+
+  test('Kubernetes service links for a service named like us are not misspellings', () => {
+    const links = {
+      VONAGE_RELOAD_WATCHDOG_SERVICE_HOST: '10.0.0.7',
+      VONAGE_RELOAD_WATCHDOG_SERVICE_PORT: '8479',
+      VONAGE_RELOAD_WATCHDOG_SERVICE_PORT_METRICS: '8479',
+      VONAGE_RELOAD_WATCHDOG_PORT: 'tcp://10.0.0.7:8479',
+      VONAGE_RELOAD_WATCHDOG_PORT_8479_TCP: 'tcp://10.0.0.7:8479',
+      VONAGE_RELOAD_WATCHDOG_PORT_8479_TCP_PROTO: 'tcp',
+      VONAGE_RELOAD_WATCHDOG_PORT_8479_TCP_PORT: '8479',
+      VONAGE_RELOAD_WATCHDOG_PORT_8479_TCP_ADDR: '10.0.0.7',
+    };
+    expect(warningsFor(links)).toEqual([]);
+    // Without the _SERVICE_HOST that Kubernetes always sets with them, they are just unknown names.
+    const { VONAGE_RELOAD_WATCHDOG_SERVICE_HOST: _host, ...orphans } = links;
+    expect(warningsFor(orphans)).toHaveLength(Object.keys(orphans).length);
+  });
+
+  test('empty variables count as unset here too; known and internal names never warn', () => {
+    expect(warningsFor({ TOPUP_THRESHHOLD: '', VONAGE_FOO: '' })).toEqual([]);
+    const everyKnown = Object.fromEntries(CONFIG_VARIABLES.filter((v) => !v.default.startsWith('(')).map((v) => [v.name, v.default]));
+    expect(warningsFor({ ...everyKnown, WATCHDOG_FAILPOINTS: 'x' })).toEqual([]);
+  });
+
+  test('the value of an unknown variable is never shown, and a name holding a secret is withheld', () => {
+    const warnings = warningsFor({ VONAGE_SECRET: SECRET, TOPUP_THRESHHOLD: VALUE, [`VONAGE_${SECRET.toUpperCase()}`]: 'x' });
+    expect(warnings).toHaveLength(3);
+    expectNoSecrets(JSON.stringify(warnings), [VALUE, SECRET.toUpperCase()]);
+    expect(warnings).toContain('<a variable whose name matches a secret> is not a variable this program reads, so it is ignored: the closest known name is VONAGE_API_SECRET');
+  });
+
+  test('TOPUP_THRESHHOLD=30 with TOPUP_THRESHOLD also set: valid, with the warning', () => {
+    const c = load({ ...MINIMAL, TOPUP_THRESHHOLD: '30' });
+    expect(c.accounts[0]!.threshold).toBe(10);
+    expect(c.warnings).toEqual(['TOPUP_THRESHHOLD is not a variable this program reads, so it is ignored: did you mean TOPUP_THRESHOLD?']);
+  });
+
+  test.each([
+    ['TOPUP_THRESHOLD', 'TOPUP_THRESHHOLD', 'TOPUP_THRESHOLD'],
+    ['VONAGE_API_KEY', 'VONAGE_APIKEY', 'VONAGE_API_KEY'],
+    ['VONAGE_API_SECRET', 'VONAGE_API_SECRET_FIEL', 'VONAGE_API_SECRET_FILE'],
+    ['VONAGE_TOPUP_TRX', 'VONAGE_TOPUP_TXR', 'VONAGE_TOPUP_TRX'],
+  ])('a missing %s says which misspelling is set (%s), and warns no second time', (missing, misspelt, meant) => {
+    const error = failure({ ...MINIMAL, [missing]: undefined, [misspelt]: VALUE });
+    expect(error.problems.map((p) => p.variable)).toEqual([missing]);
+    expect(error.problems[0]!.message).toMatch(/^required \(/);
+    expect(error.problems[0]!.message.endsWith(`; ${misspelt} is set: did you mean ${meant}?`)).toBe(true);
+    expect(error.warnings).toEqual([]);
+    expectNoSecrets(error.message, [VALUE]);
+  });
+
+  test('a far-off unknown name is not offered as the missing one', () => {
+    const error = failure({ ...MINIMAL, TOPUP_THRESHOLD: undefined, TOPUP_AMOUNT: '30' });
+    expect(error.problems[0]!.message).toBe('required (EUR; top up when the balance is below it)');
+    expect(error.warnings).toEqual([expect.stringMatching(/^TOPUP_AMOUNT is not a variable/)]);
+  });
+
+  test('loadConfig stays pure: the same env gives the same warnings, in name order', () => {
+    const env = { ...MINIMAL, STATEDIR: 'a', DRYRUN: 'b', LOG_LEVLE: 'c' };
+    expect(load(env).warnings).toEqual(load({ ...env }).warnings);
+    expect(load(env).warnings.map((w) => w.split(' ')[0])).toEqual(['DRYRUN', 'LOG_LEVLE', 'STATEDIR']);
   });
 });

@@ -29,6 +29,13 @@
  *  - POLL_SCHEDULE: a node-cron expression of 5 or 6 fields (labelled here by hand).
  *  - STATE_DIR: not blank, no control characters (used verbatim). METRICS_HOST: no whitespace or
  *    control characters.
+ *  - Published settings (API key, account name, base URL as given, normalised and percent-decoded,
+ *    POLL_SCHEDULE, STATE_DIR, METRICS_HOST), once otherwise valid, are refused when they contain
+ *    a known secret of 4+ characters or share a run of 8 characters with one, case-blind. Known
+ *    secrets: the secret, trx and token as set directly (even when invalid, or also set as
+ *    _FILE), else the content of a _FILE that could be read, minus one line ending. (loadConfig
+ *    also holds every printed value to this rule; generated secrets carry the marker, so only
+ *    the settings above can ever match one.)
  * "Control characters" are the Unicode categories Cc, Cf, Cs, Zl and Zp.
  */
 import fc from 'fast-check';
@@ -434,6 +441,24 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
     const v = env[name];
     return v === undefined || v === '' ? undefined : v;
   };
+  const secrets: string[] = [];
+  for (const name of ['VONAGE_API_SECRET', 'VONAGE_TOPUP_TRX', 'METRICS_AUTH_TOKEN']) {
+    const direct = set(name);
+    const path = set(`${name}_FILE`);
+    const f = path === undefined ? undefined : files.get(path);
+    if (direct !== undefined) secrets.push(direct);
+    else if (f?.kind === 'file') secrets.push(stripOneEnding(f.content));
+  }
+  const lowerSecrets = secrets.filter((x) => x.length >= 4).map((x) => x.toLowerCase());
+  const publishes = (...forms: string[]): boolean =>
+    forms.some((form) => {
+      const v = form.toLowerCase();
+      return lowerSecrets.some((sec) => {
+        if (v.includes(sec)) return true;
+        for (let i = 0; i + 8 <= sec.length; i++) if (v.includes(sec.slice(i, i + 8))) return true;
+        return false;
+      });
+    });
   const trimmed = (name: string): string | undefined => {
     const v = set(name)?.trim();
     return v === '' ? undefined : v;
@@ -491,7 +516,7 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
   const key = source('VONAGE_API_KEY');
   if (key === 'unset') bad.add('VONAGE_API_KEY');
   else if (key !== 'failed') {
-    if (BLANK_OR_CONTROL.test(key.value) || key.value.includes(':') || codePoints(key.value) > 64) bad.add(key.from);
+    if (BLANK_OR_CONTROL.test(key.value) || key.value.includes(':') || codePoints(key.value) > 64 || publishes(key.value)) bad.add(key.from);
     else apiKey = key.value;
   }
   let apiSecret: string | undefined;
@@ -521,7 +546,7 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
   let name: string | undefined = apiKey;
   const nameText = set('VONAGE_ACCOUNT_NAME');
   if (nameText !== undefined) {
-    if (CONTROL.test(nameText) || nameText.trim() !== nameText || codePoints(nameText) > 64) bad.add('VONAGE_ACCOUNT_NAME');
+    if (CONTROL.test(nameText) || nameText.trim() !== nameText || codePoints(nameText) > 64 || publishes(nameText)) bad.add('VONAGE_ACCOUNT_NAME');
     else name = nameText;
   }
 
@@ -552,8 +577,15 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
         if (url.port !== '') problems.push('port');
         if (vonage && path !== '') problems.push('path');
       }
-      if (problems.length > 0) bad.add('VONAGE_BASE_URL');
-      else baseUrl = `${url.protocol}//${url.host}${path}`;
+      const normalised = `${url.protocol}//${url.host}${path}`;
+      let decoded = normalised;
+      try {
+        decoded = decodeURIComponent(normalised);
+      } catch {
+        // Not percent-encoding after all: judged as it is.
+      }
+      if (problems.length > 0 || publishes(text, normalised, decoded)) bad.add('VONAGE_BASE_URL');
+      else baseUrl = normalised;
     }
   }
   const auth = choice('VONAGE_AUTH', ['basic', 'query'], 'basic');
@@ -579,20 +611,20 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
     const t = trimmed('POLL_SCHEDULE') ?? '* * * * *';
     const label = scheduleLabel(t);
     if (label === undefined) throw new Error(`fuzz-config: no label for schedule ${JSON.stringify(t)}`);
-    if (label) pollSchedule = t;
+    if (label && !publishes(t)) pollSchedule = t;
     else bad.add('POLL_SCHEDULE');
   }
   const httpTimeoutMs = duration('HTTP_TIMEOUT', 100, 120_000, '10s');
   let stateDir: string | undefined;
   {
     const t = set('STATE_DIR') ?? './data';
-    if (t.trim() === '' || CONTROL.test(t)) bad.add('STATE_DIR');
+    if (t.trim() === '' || CONTROL.test(t) || publishes(t)) bad.add('STATE_DIR');
     else stateDir = t;
   }
   let host: string | undefined;
   {
     const t = trimmed('METRICS_HOST') ?? '0.0.0.0';
-    if (BLANK_OR_CONTROL.test(t)) bad.add('METRICS_HOST');
+    if (BLANK_OR_CONTROL.test(t) || publishes(t)) bad.add('METRICS_HOST');
     else host = t;
   }
   const port = whole('METRICS_PORT', 0, 65535, '8479');
@@ -624,4 +656,13 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
       format: format!,
     },
   };
+}
+
+/**
+ * Whether --check-config must refuse a configuration that loadConfig accepts: its STATE_DIR
+ * probe (src/state-dir-check.ts) fails where a regular file stands in the way, as for the
+ * generated `${FILE}/under-a-file`. Such a configuration exits 78 naming only STATE_DIR.
+ */
+export function stateDirProbeFails(expected: Expected, aFile: string): boolean {
+  return expected.stateDir === aFile || expected.stateDir.startsWith(`${aFile}/`);
 }
