@@ -73,6 +73,8 @@ const abortableSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined
 
 export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
   const now = deps.now ?? Date.now;
+  // Metrics first: the logger counts the lines it drops when stdout is not read.
+  const metrics = createMetrics(new Registry(), config.accounts, VERSION);
   const log =
     deps.log ??
     createLogger(
@@ -81,10 +83,10 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
         format: config.log.format,
         secrets: [...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? ''],
         apiKeys: config.accounts.map((a) => a.apiKey),
+        onDrop: (lines) => metrics.logLinesDropped.inc(lines),
       },
       deps.logDestination,
     );
-  const metrics = createMetrics(new Registry(), config.accounts, VERSION);
   const stateDir = StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) });
   const ledgers: Ledger[] = [];
   const watchdogs = config.accounts.map((account) => {
@@ -159,10 +161,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const parts = buildParts(config, deps);
   const { log, metrics, watchdogs, now } = parts;
 
+  // The schedule follows the real clocks, never the injected `now`: a test's fake wall clock
+  // must not fire, silence or step the schedule.
   const scheduler = createScheduler({
     expression: config.pollSchedule,
     log,
-    now,
+    cycleBoundMs: cycleBoundMs(config.httpTimeoutMs),
+    onClockStep: (direction) => metrics.clockSteps.inc({ direction }),
     run: async (signal) => {
       await Promise.all(watchdogs.map((w) => w.runCycle(signal)));
     },
@@ -172,9 +177,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const health = (): Probe => scheduler.health(staleAfterMs);
   const ready = (): Probe => {
     for (const w of watchdogs) {
-      if (w.lastSuccessAt === undefined) return { ok: false, reason: `${w.name}: no successful balance poll yet` };
+      if (w.lastSuccessMono === undefined) return { ok: false, reason: `${w.name}: no successful balance poll yet` };
       if (!w.lastPollOk) return { ok: false, reason: `${w.name}: the latest balance poll failed` };
-      const age = now() - w.lastSuccessAt;
+      // Monotonic: after a backward clock step, a wall-clock age would go negative and pass.
+      const age = performance.now() - w.lastSuccessMono;
       if (age > staleAfterMs) return { ok: false, reason: `${w.name}: last successful poll is ${Math.round(age / 1000)}s old` };
     }
     return { ok: true };

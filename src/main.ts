@@ -25,7 +25,9 @@ function configOrExit(): Config {
     return loadConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`vonage-reload-watchdog: invalid configuration, nothing was done:\n${err.problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n')}\n`);
+      // Warnings too: a misspelt optional name is often why a required one looks missing.
+      const warnings = err.warnings.map((w) => `warning: ${w}\n`).join('');
+      process.stderr.write(`vonage-reload-watchdog: invalid configuration, nothing was done:\n${err.problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n')}\n${warnings}`);
       process.exit(EXIT_CONFIG);
     }
     throw err;
@@ -58,6 +60,16 @@ async function main(): Promise<void> {
   fatalForms = secretForms([...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? ''], config.accounts.map((a) => a.apiKey));
 
   if (command === 'check-config') {
+    // The daemon would learn only at start-up that it can keep no ledger there, and then never
+    // top up: test STATE_DIR the way the ledger uses it.
+    const { checkStateDir } = await import('./state-dir-check.js');
+    const stateDir = checkStateDir(config.stateDir);
+    if (!stateDir.ok) {
+      process.stderr.write(`vonage-reload-watchdog: invalid configuration:\n  STATE_DIR: ${stateDir.problem}\n`);
+      for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);
+      process.exitCode = EXIT_CONFIG;
+      return;
+    }
     const described = describeConfig(config);
     const width = Math.max(...Object.keys(described).map((k) => k.length));
     process.stdout.write('configuration is valid; effective settings:\n');
@@ -70,10 +82,25 @@ async function main(): Promise<void> {
     const parts = buildParts(config);
     onHangup = () => parts.log.warn(HANGUP_NOTE);
     await settleLedgers(parts);
-    const results = await Promise.all(parts.watchdogs.map((w) => w.runCycle()));
-    parts.closeLedgers();
-    process.exitCode = onceExitCode(results);
-    return;
+    // For cron, a ledger that cannot be written means the run cannot do its job: say so and stop
+    // before asking Vonage anything (unless only watching, where no ledger is needed).
+    const blocked = config.accounts.flatMap((a, i) => {
+      const view = parts.ledgers[i]!.view();
+      return a.topupEnabled && !a.dryRun && !view.writable ? [`${a.name}: ${view.problem ?? 'the ledger cannot be written'}`] : [];
+    });
+    let code: number;
+    if (blocked.length > 0) {
+      parts.closeLedgers();
+      process.stderr.write(`vonage-reload-watchdog: --once cannot top up, nothing was done:\n${blocked.map((b) => `  ${scrub(b, fatalForms)}`).join('\n')}\n`);
+      code = EXIT_FAILED;
+    } else {
+      const results = await Promise.all(parts.watchdogs.map((w) => w.runCycle()));
+      parts.closeLedgers();
+      code = onceExitCode(results);
+    }
+    // Bounded: with stdout a pipe nobody reads, a pending write would keep the process alive.
+    await new Promise<void>((resolve) => parts.log.flush(() => resolve()));
+    process.exit(code);
   }
 
   const daemon = await startDaemon(config);
@@ -84,9 +111,11 @@ async function main(): Promise<void> {
   });
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
+    // Flushing is bounded, so a reader that stopped reading cannot hold the exit.
+    const exit = (code: number) => log.flush(() => process.exit(code));
     daemon.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => exit(0),
+      () => exit(1),
     );
   };
   // `on`, not `once`: a second signal during a graceful stop must not fall back to Node's

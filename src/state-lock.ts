@@ -21,9 +21,10 @@
  * the ledger's own ordering check (see ledger.ts), which holds even if this lock were fooled.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { ensureDir } from './ensure-dir.js';
 
 export const LOCK_FILE = 'watchdog.lock';
 /** How long a silent lock is trusted. The holder renews it every LEASE_MS / 5. */
@@ -242,7 +243,7 @@ export class StateDir {
   private tryAcquire(): void {
     if (this.closed) return;
     try {
-      mkdirSync(this.dir, { recursive: true });
+      ensureDir(this.dir);
     } catch (err) {
       this.problemText = `cannot create STATE_DIR ${this.dir}: ${errorCode(err)}`;
       return;

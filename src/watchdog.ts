@@ -127,7 +127,7 @@ export class Watchdog {
         onRetry: (err, delayMs, attempt) =>
           this.log.warn({ err, attempt, retryInMs: Math.round(delayMs) }, 'balance read failed; retrying'),
       });
-      reading = { ...answer, mono: this.monoNow() };
+      reading = { ...answer, mono: answer.mono ?? this.monoNow() };
     } catch (err) {
       if (signal?.aborted) {
         // Shutdown cut the read short: not Vonage's failure, so not counted as one.

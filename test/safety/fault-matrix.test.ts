@@ -144,7 +144,7 @@ async function splitDaemon(sim: Simulator, dir: string, log: LogSink, clock: Ret
       return s;
     },
     stop: async () => {
-      for (const l of parts.ledgers) l.close();
+      parts.closeLedgers();
     },
     ledgerFile: join(dir, ledgerFileName(ACCOUNT)),
   };

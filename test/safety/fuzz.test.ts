@@ -30,7 +30,7 @@ import { createVonageClient, type VonageClient } from '../../src/vonage-client.j
 import type { CycleResult, Watchdog } from '../../src/watchdog.js';
 import { balanceAnswers, balanceOracle, topUpAnswers, topUpOracle, BODY_CAP_BYTES, type BalanceVerdict } from './helpers/fuzz-bodies.js';
 import { findSecret, secretForms } from './helpers/fuzz-canary.js';
-import { FILE_VARIABLES, configSpecs, materialise, oracle, type Expected, type FileEntry, type Verdict } from './helpers/fuzz-config.js';
+import { FILE_VARIABLES, configSpecs, materialise, oracle, stateDirProbeFails, type Expected, type FileEntry, type Verdict } from './helpers/fuzz-config.js';
 import { received, startFuzzServer, startTrap, type Canned, type FuzzServer, type Served } from './helpers/fuzz-server.js';
 
 const SEEDS = { balance: 0x5eed_0001, topUp: 0x5eed_0002, config: 0x5eed_0003 };
@@ -385,7 +385,7 @@ describe('A. fuzzed Vonage answers through the real client and a real Watchdog',
     const posts = server.served.filter((s) => s.method === 'POST' && s.fuzz).length;
     expect(attempts.length).toBe(N_TOPUP_BODIES);
     expect(recorded).toEqual(outcomes);
-    for (const l of parts.ledgers) l.close();
+    parts.closeLedgers();
     const tally = new Map<string, number>();
     for (const o of outcomes) tally.set(o, (tally.get(o) ?? 0) + 1);
     figure('top-up bodies through the Watchdog', topUpItems.length);
@@ -657,7 +657,7 @@ describe('B. fuzzed configuration', () => {
       try {
         const parts = buildParts(config, { logDestination: logs });
         const metrics = await parts.metrics.registry.metrics();
-        for (const l of parts.ledgers) l.close();
+        parts.closeLedgers();
         built += 1;
         const text = `${logs.text()}\n${metrics}\n${JSON.stringify(describeConfig(config))}\n${config.warnings.join('\n')}`;
         logChars += text.length;
@@ -710,6 +710,12 @@ describe('B. fuzzed configuration', () => {
         }
         if (!stderr.startsWith('vonage-reload-watchdog: invalid configuration, nothing was done:\n')) violations.push(`${where}: unexpected stderr header`);
         if (stdout !== '') violations.push(`${where}: wrote to stdout`);
+      } else if (stateDirProbeFails(c.verdict.expected, join(configWorld.base, 'a-file'))) {
+        // Valid to loadConfig, but --check-config also probes STATE_DIR, and a path under a
+        // regular file cannot be a directory: exit 78 naming STATE_DIR alone.
+        if (code !== 78) violations.push(`${where}: exit ${code}, expected 78 (STATE_DIR probe); stderr ${JSON.stringify(stderr.slice(0, 300))}`);
+        const named = stderr.split('\n').filter((l) => l.startsWith('  ')).map((l) => l.trim().split(':')[0]);
+        if (named.join(',') !== 'STATE_DIR') violations.push(`${where}: the probe failure names ${JSON.stringify(named)}, expected only STATE_DIR`);
       } else {
         if (code !== 0) violations.push(`${where}: exit ${code}, expected 0; stderr ${JSON.stringify(stderr.slice(0, 300))}`);
         if (!stdout.startsWith('configuration is valid; effective settings:\n')) violations.push(`${where}: unexpected stdout ${JSON.stringify(stdout.slice(0, 200))}`);
@@ -790,7 +796,7 @@ describe('bug reproducers found while building the config fuzz', () => {
       }
       const parts = buildParts(config, { logDestination: sink() });
       const metrics = await parts.metrics.registry.metrics();
-      for (const l of parts.ledgers) l.close();
+      parts.closeLedgers();
       expect(findSecret(metrics, secretForms(secret)) === undefined, 'the pasted secret is the account label of every series on /metrics').toBe(true);
       expect(findSecret(JSON.stringify(describeConfig(config)), secretForms(secret)) === undefined, 'the pasted secret is printed by --check-config').toBe(true);
     } finally {

@@ -193,7 +193,8 @@ class ScriptedClient implements VonageClient {
     if (i === 1 && this.secondReadDelayMs > 0) this.clock.trueNow += this.secondReadDelayMs;
     const r = this.script[Math.min(i, this.script.length - 1)]!;
     if (r.kind === 'fail') throw new VonageError('get_balance', r.reason, 'scripted failure', 'yes', undefined, r.retryAfter ?? undefined);
-    return { value: r.value, autoReload: r.autoReload, at: this.clock.wall() - r.ageMs, requestId: `r${i}` };
+    // The monotonic clock follows true time: wall-clock jumps never move it.
+    return { value: r.value, autoReload: r.autoReload, at: this.clock.wall() - r.ageMs, mono: this.clock.trueNow - r.ageMs, requestId: `r${i}` };
   }
 
   async topUp(trx: string): Promise<TopUpReceipt> {
@@ -224,9 +225,7 @@ const accountFor = (s: Settings, baseUrl: string): AccountConfig => testAccount(
 
 /** A crash: the process dies; the kernel closes its descriptors; nothing else runs (no close(), no lock release). */
 function dropLikeACrash(ledger: Ledger): void {
-  const l = ledger as unknown as { fd: number | undefined };
-  if (l.fd !== undefined) closeSync(l.fd);
-  l.fd = undefined;
+  ledger.abandon();
 }
 
 /** The ledger file read tolerantly (skipping a corrupt record), for the cross-check with what was sent. */
@@ -269,7 +268,7 @@ async function runScripted(input: { settings: Settings; steps: Step[] }): Promis
   const open = () => {
     const ledger = Ledger.open(dir, ACCOUNT, clock.wall);
     if (!ledger.view().writable) stats.corruptOpens += 1;
-    const w = new Watchdog({ account, client, ledger, metrics, log, now: clock.wall, sleep: async () => {}, httpTimeoutMs: SCRIPTED_TIMEOUT_MS, balanceAttempts: 3, retryBaseDelayMs: 1, retryMaxDelayMs: 10_000 });
+    const w = new Watchdog({ account, client, ledger, metrics, log, now: clock.wall, monoNow: () => clock.trueNow, sleep: async () => {}, httpTimeoutMs: SCRIPTED_TIMEOUT_MS, balanceAttempts: 3, retryBaseDelayMs: 1, retryMaxDelayMs: 10_000 });
     current.w = w;
     return { ledger, w };
   };
@@ -357,6 +356,8 @@ async function runScripted(input: { settings: Settings; steps: Step[] }): Promis
         case 'corrupt':
           appendFileSync(file, 'this is not a ledger record\n');
           model.corruptOnDisk = true;
+          // The running ledger reads what was appended before it decides: it stops at once.
+          model.broken = true;
           break;
         case 'repair': {
           let text = '';
@@ -418,7 +419,7 @@ async function clockAheadAtRestart(restartWhileAhead: boolean): Promise<Call[]> 
   const client = new ScriptedClient(clock);
   const open = () => {
     const ledger = Ledger.open(dir, ACCOUNT, clock.wall);
-    const w = new Watchdog({ account, client, ledger, metrics, log, now: clock.wall, sleep: async () => {}, httpTimeoutMs: SCRIPTED_TIMEOUT_MS });
+    const w = new Watchdog({ account, client, ledger, metrics, log, now: clock.wall, monoNow: () => clock.trueNow, sleep: async () => {}, httpTimeoutMs: SCRIPTED_TIMEOUT_MS });
     return { ledger, w };
   };
   const low: BalanceResult[] = [{ kind: 'ok', value: 3, autoReload: true, ageMs: 0 }];
@@ -500,7 +501,7 @@ describe('model: policy + real ledger + watchdog + real client over HTTP to the 
           const account = accountFor(input.settings, sim.url);
           const model = new Model(input.settings, HTTP_TIMEOUT_MS);
           const calls: Call[] = [];
-          const real = createVonageClient({ account, timeoutMs: HTTP_TIMEOUT_MS, now: clock.wall });
+          const real = createVonageClient({ account, timeoutMs: HTTP_TIMEOUT_MS, now: clock.wall, monoNow: () => clock.trueNow });
           let hungNow: (() => void) | undefined;
           // Every top-up request passes through the real client; this wrapper only notes when it left.
           const client: VonageClient = {
@@ -513,7 +514,7 @@ describe('model: policy + real ledger + watchdog + real client over HTTP to the 
           };
           const open = () => {
             const ledger = Ledger.open(dir, ACCOUNT, clock.wall);
-            const w = new Watchdog({ account, client, ledger, metrics, log, now: clock.wall, sleep: async () => {}, httpTimeoutMs: HTTP_TIMEOUT_MS, balanceAttempts: 3, retryBaseDelayMs: 1, retryMaxDelayMs: 10_000 });
+            const w = new Watchdog({ account, client, ledger, metrics, log, now: clock.wall, monoNow: () => clock.trueNow, sleep: async () => {}, httpTimeoutMs: HTTP_TIMEOUT_MS, balanceAttempts: 3, retryBaseDelayMs: 1, retryMaxDelayMs: 10_000 });
             return { ledger, w };
           };
           let { ledger, w } = open();

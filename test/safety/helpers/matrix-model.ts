@@ -52,7 +52,7 @@ export class Model {
   readonly counted: Call[] = [];
   /** The ledger could not be read at the last (re)open. */
   broken = false;
-  /** A corrupt record is in the file (only read at the next open). */
+  /** A corrupt record is in the file (read before the next decision, and at every open). */
   corruptOnDisk = false;
 
   constructor(

@@ -1,0 +1,158 @@
+/**
+ * The ledger's guarantees through the built daemon, as users run it (issue 7: 6, 7, 11, and the
+ * lock between two daemons on one host). The simulator hides applied top-ups from the balance
+ * (a `lag` fault that never ends), so every further top-up it records would be a duplicate charge.
+ */
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ledgerFileName } from '../src/ledger.js';
+import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
+import { API_KEY, CANARY_SECRET, TRX } from './helpers/account.js';
+import { baseEnv, metricValue, run, startDaemon, stop, tempDir, waitFor, type Child } from './helpers/daemon.js';
+
+let sim: Simulator | undefined;
+const children: Child[] = [];
+afterEach(async () => {
+  for (const c of children.splice(0)) await stop(c);
+  await sim?.close();
+  sim = undefined;
+});
+const simulator = async (opts: Parameters<typeof startSimulator>[0] = {}) =>
+  (sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, trx: TRX, topUpAmount: 20, ...opts }));
+const daemon = async (env: Record<string, string>) => {
+  const c = await startDaemon(env);
+  children.push(c);
+  return c;
+};
+const A = '{account="e2e"}';
+// Written by hand, as any earlier version wrote them, so these tests also run against older builds.
+const encodeRecord = (r: Record<string, unknown>) => `${JSON.stringify({ v: 1, ...r })}\n`;
+const hideTopUps = (s: Simulator) => s.setFault({ kind: 'lag', lagPolls: 1_000_000 });
+const polls = (s: Simulator) => s.requests().filter((r) => r.endpoint === 'balance').length;
+
+describe('two daemons on one STATE_DIR', () => {
+  it('the second is refused while the first runs, says why, and takes over after kill -9 without topping up again', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const env = baseEnv(s.url, { STATE_DIR: tempDir() });
+    const first = await daemon(env);
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    const second = await daemon(env);
+    await waitFor(async () => (await metricValue(second.url, `vonage_topups_skipped_total{account="e2e",reason="ledger_unavailable"}`) ?? 0) >= 2, 10_000, second.output);
+    expect(await metricValue(second.url, `vonage_ledger_writable${A}`)).toBe(0);
+    expect(await metricValue(first.url, `vonage_ledger_writable${A}`)).toBe(1);
+    const status = (await (await fetch(`${second.url}/status`)).json()) as { accounts: { ledger: { problem?: string } }[] };
+    expect(status.accounts[0]!.ledger.problem).toMatch(/locked by another watchdog that is still running \(pid \d+/);
+
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    await waitFor(async () => (await metricValue(second.url, `vonage_ledger_writable${A}`)) === 1, 10_000, second.output);
+    await waitFor(async () => (await metricValue(second.url, `vonage_topups_skipped_total{account="e2e",reason="cooldown"}`) ?? 0) >= 2, 10_000, second.output);
+    expect(s.appliedTopUps()).toHaveLength(1);
+    expect(second.output()).toContain('took over the STATE_DIR lock from a watchdog that has stopped');
+  });
+});
+
+describe('STATE_DIR deleted while running (6)', () => {
+  it('is re-created with what the daemon remembers, so a second daemon started on the path does not top up again', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const state = join(tempDir(), 'state');
+    const env = baseEnv(s.url, { STATE_DIR: state });
+    const first = await daemon(env);
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    rmSync(state, { recursive: true, force: true });
+    const after = polls(s);
+    // The first daemon notices within a cycle and writes its attempt back.
+    await waitFor(() => polls(s) >= after + 2, 10_000, first.output);
+    const second = await daemon(env);
+    await waitFor(() => polls(s) >= after + 8, 15_000, second.output);
+    expect(s.appliedTopUps()).toHaveLength(1);
+    const ledger = readFileSync(join(state, ledgerFileName('e2e')), 'utf8');
+    expect(ledger).toContain('"type":"attempt"');
+    expect(await metricValue(first.url, `vonage_ledger_writable${A}`)).toBe(1);
+    expect(await metricValue(second.url, `vonage_ledger_writable${A}`)).toBe(0);
+  });
+});
+
+describe('a damaged or long ledger never stops the daemon (7)', () => {
+  it('a line that is JSON null disables top-ups with the reason; watching goes on', async () => {
+    const s = await simulator({ balance: 5 });
+    const state = tempDir();
+    const rec = encodeRecord({ type: 'attempt', at: Date.now() - 86_400_000 * 3, id: 'old', balance: 4, threshold: 10, account: 'e2e' });
+    writeFileSync(join(state, ledgerFileName('e2e')), `${rec}null\n${rec}`);
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: state }));
+    await waitFor(async () => (await metricValue(d.url, `vonage_topups_skipped_total{account="e2e",reason="ledger_unavailable"}`) ?? 0) >= 2, 10_000, d.output);
+    expect(await metricValue(d.url, `vonage_ledger_writable${A}`)).toBe(0);
+    expect(await metricValue(d.url, `vonage_balance_poll_success${A}`)).toBe(1);
+    expect(s.appliedTopUps()).toHaveLength(0);
+    expect(d.output()).toMatch(/not a ledger record at line 2; refusing to top up until it is repaired or moved away/);
+  });
+
+  it('starts on 130,000 attempts (1,000 a day for 130 days), compacts them into a kept archive, and still honours the cooldown', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const state = tempDir();
+    const now = Date.now();
+    const DAY = 86_400_000;
+    const parts: string[] = [];
+    for (let i = 0; i < 130_000; i++) {
+      const at = now - 130 * DAY + Math.round((i + 1) * (130 * DAY - 60_000) / 130_000);
+      parts.push(encodeRecord({ type: 'attempt', at, id: `id-${i}`, balance: 4, threshold: 10, account: 'e2e' }), encodeRecord({ type: 'outcome', at: at + 1, id: `id-${i}`, outcome: 'success' }));
+    }
+    writeFileSync(join(state, ledgerFileName('e2e')), parts.join(''));
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: state }));
+    await waitFor(async () => (await metricValue(d.url, `vonage_topups_skipped_total{account="e2e",reason="cooldown"}`) ?? 0) >= 1, 15_000, d.output);
+    expect(s.appliedTopUps()).toHaveLength(0);
+    expect(readdirSync(state).filter((f) => f.includes('.archive-'))).toHaveLength(1);
+    expect(d.output()).toContain('ledger compacted');
+  });
+});
+
+describe('signals and cron', () => {
+  it('SIGHUP while a top-up is on its way is logged and ignored; the outcome is known (11)', async () => {
+    const s = await simulator({ balance: 5 });
+    s.setFault({ kind: 'slow', endpoint: 'topup', delayMs: 1500 });
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir(), HTTP_TIMEOUT: '5s' }));
+    await waitFor(() => d.output().includes('sending top-up'), 10_000, d.output);
+    d.proc.kill('SIGHUP');
+    await waitFor(() => d.output().includes('"msg":"top-up succeeded"'), 10_000, d.output);
+    expect(d.proc.exitCode).toBeNull();
+    expect(d.output()).toContain('SIGHUP received');
+    expect(s.appliedTopUps()).toHaveLength(1);
+  });
+
+  it('--once exits 2 when the balance is below the threshold and nothing was sent, 0 when it is not', async () => {
+    const s = await simulator({ balance: 5 });
+    const env = baseEnv(s.url, { STATE_DIR: tempDir(), METRICS_PORT: '0' });
+    const dry = run(['--once'], { ...env, DRY_RUN: 'true' });
+    expect((await dry.exited).code).toBe(2);
+    s.setBalance(50);
+    const fine = run(['--once'], env);
+    expect((await fine.exited).code).toBe(0);
+    expect(s.appliedTopUps()).toHaveLength(0);
+  });
+
+  it('--once with an unusable STATE_DIR fails at once with the reason, and asks Vonage nothing', async () => {
+    const s = await simulator({ balance: 5 });
+    const once = run(['--once'], baseEnv(s.url, { STATE_DIR: '/proc/nonexistent', METRICS_PORT: '0' }));
+    const { code } = await once.exited;
+    expect(code).toBe(1);
+    expect(once.output()).toMatch(/--once cannot top up, nothing was done:\n {2}e2e: cannot create STATE_DIR \/proc\/nonexistent: ENOENT/);
+    expect(s.requests()).toHaveLength(0);
+  });
+});
+
+describe('amounts', () => {
+  it('learns what a top-up added from the balance rise, logs it, exports it and reports it', async () => {
+    const s = await simulator({ balance: 5 });
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir() }));
+    await waitFor(async () => (await metricValue(d.url, `vonage_topped_up_euros_total${A}`)) === 20, 10_000, d.output);
+    expect(await metricValue(d.url, `vonage_topup_last_amount_euros${A}`)).toBe(20);
+    expect(d.output()).toMatch(/"msg":"top-up applied: the balance rose by 20\.00 EUR to 25\.00 EUR"/);
+    const status = (await (await fetch(`${d.url}/status`)).json()) as { accounts: { lastTopUp: { amountEuros: number }; toppedUpEurosLast24h: number }[] };
+    expect(status.accounts[0]).toMatchObject({ lastTopUp: { amountEuros: 20 }, toppedUpEurosLast24h: 20 });
+    expect(await metricValue(d.url, `vonage_topup_unresolved_attempts${A}`)).toBe(0);
+  });
+});
