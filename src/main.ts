@@ -125,7 +125,19 @@ async function main(): Promise<void> {
   onHangup = () => log.warn(HANGUP_NOTE);
 }
 
-main().catch((err: unknown) => {
+// Every command ends with an explicit exit or return, and the daemon never lets the event loop
+// empty. If it empties anyway, something awaited a promise nothing will settle: that must not
+// pass for success (exit 0) in cron.
+let finished = false;
+process.on('beforeExit', () => {
+  if (finished) return;
+  process.stderr.write('vonage-reload-watchdog: fatal: stopped with nothing left to wait for, before finishing (a bug); nothing more was done\n');
+  process.exit(EXIT_FAILED);
+});
+
+main().then(() => {
+  finished = true;
+}).catch((err: unknown) => {
   // Only our own messages, and scrubbed like every log line: a system error (getaddrinfo
   // ENOTFOUND <host>) quotes whatever it was given.
   const message = err instanceof Error ? err.message : 'unknown error';

@@ -60,6 +60,10 @@ export type Decision =
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
+/** Times in messages; a time outside what Date can show is said as such rather than thrown on. */
+export const isoTime = (ms: number): string => (Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : 'an unrepresentable time');
+const iso = isoTime;
+
 /** An attempt counts for cooldown and cap unless the request provably never left. */
 export function counts(a: Attempt): boolean {
   return a.outcome !== 'not_sent';
@@ -102,10 +106,10 @@ export function decide(reading: Reading | undefined, settings: PolicySettings, l
   const last = lastCountedAttempt(ledger.attempts);
   if (last && now < last.at) {
     // The wall clock is behind the last attempt: it went back. Attempts "in the future" hold.
-    return { action: 'skip', reason: 'cooldown', detail: 'the clock is behind the last attempt (it went back); the cooldown holds until it passes it', retryAt: last.at + settings.cooldownMs };
+    return { action: 'skip', reason: 'cooldown', detail: `the clock is behind the last attempt (it went back); the cooldown holds until ${iso(last.at + settings.cooldownMs)}`, retryAt: last.at + settings.cooldownMs };
   }
   if (last && now < last.at + settings.cooldownMs) {
-    return { action: 'skip', reason: 'cooldown', detail: 'the last attempt is within TOPUP_COOLDOWN', retryAt: last.at + settings.cooldownMs };
+    return { action: 'skip', reason: 'cooldown', detail: `the last attempt is within TOPUP_COOLDOWN; it ends at ${iso(last.at + settings.cooldownMs)}`, retryAt: last.at + settings.cooldownMs };
   }
   if (last && reading.at <= last.at) {
     return { action: 'skip', reason: 'stale_reading', detail: 'the reading was taken before the last attempt, so it cannot show it' };
@@ -114,7 +118,7 @@ export function decide(reading: Reading | undefined, settings: PolicySettings, l
   if (today.length >= settings.maxPerDay) {
     let oldest = Number.POSITIVE_INFINITY;
     for (const a of today) if (a.at < oldest) oldest = a.at;
-    return { action: 'skip', reason: 'daily_cap', detail: `${today.length} attempts in the last 24 h (TOPUP_MAX_PER_DAY=${settings.maxPerDay})`, retryAt: oldest + DAY_MS };
+    return { action: 'skip', reason: 'daily_cap', detail: `${today.length} attempts in the last 24 h (TOPUP_MAX_PER_DAY=${settings.maxPerDay}); the next is allowed at ${iso(oldest + DAY_MS)}`, retryAt: oldest + DAY_MS };
   }
   if (settings.dryRun) return { action: 'skip', reason: 'dry_run', detail: 'DRY_RUN=true: would top up now' };
   return { action: 'topup' };

@@ -181,8 +181,8 @@ export class StateDir {
   whenSettled(timeoutMs: number): Promise<void> {
     if (this.held || this.closed || (this.seen?.changes ?? 0) > 0 || this.observer === undefined) return Promise.resolve();
     return new Promise((resolve) => {
+      // Not unref'd: the caller is waiting on it (a `--once` run has nothing else keeping it alive).
       const timer = setTimeout(done, timeoutMs);
-      timer.unref();
       function done() {
         clearTimeout(timer);
         resolve();

@@ -9,7 +9,7 @@ import { failpoint } from './failpoints.js';
 import type { Ledger } from './ledger.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { attemptsInLastDay, attributeRise, awaitsRise, DAY_MS, lastCountedAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
+import { attemptsInLastDay, attributeRise, awaitsRise, DAY_MS, isoTime, lastCountedAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
 import { getBalanceWithRetry, type BalanceReading, type VonageClient } from './vonage-client.js';
 
 export interface WatchdogDeps {
@@ -66,7 +66,7 @@ export interface AccountStatus {
   ledger: { writable: boolean; problem?: string };
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
+const iso = isoTime;
 
 export class Watchdog {
   private lastReading: BalanceReading | undefined;
@@ -169,12 +169,8 @@ export class Watchdog {
       metrics.topupsSkipped.inc({ ...this.label, reason: decision.reason });
       const repeat = decision.reason === this.lastSkipReason;
       const level = repeat ? 'debug' : decision.reason === 'ledger_unavailable' ? 'error' : 'warn';
-      const until = decision.retryAt === undefined ? {} : { until: new Date(decision.retryAt).toISOString() };
-      const why = decision.retryAt === undefined ? '' : ` until ${new Date(decision.retryAt).toISOString()}`;
-      this.log[level](
-        { reason: decision.reason, detail: decision.detail, ...until, balance: reading.value, threshold: this.deps.account.threshold },
-        `balance below threshold; top-up skipped (${decision.reason}${why})`,
-      );
+      const until = decision.retryAt === undefined ? {} : { until: iso(decision.retryAt) };
+      this.log[level]({ reason: decision.reason, detail: decision.detail, ...until, balance: reading.value, threshold: this.deps.account.threshold }, 'balance below threshold; top-up skipped');
       this.lastSkipReason = decision.reason;
     } else {
       this.lastSkipReason = undefined;

@@ -134,6 +134,19 @@ describe('signals and cron', () => {
     expect(s.appliedTopUps()).toHaveLength(0);
   });
 
+  it('--once beside a running daemon says the lock is held and exits 1: it never passes for a success having done nothing', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const env = baseEnv(s.url, { STATE_DIR: tempDir() });
+    const d = await daemon(env);
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, d.output);
+    const once = run(['--once'], { ...env, METRICS_PORT: '0' });
+    const { code } = await once.exited;
+    expect(code, once.output()).toBe(1);
+    expect(once.output()).toMatch(/--once cannot top up, nothing was done:\n {2}e2e: STATE_DIR .* is locked by another watchdog that is still running \(pid \d+/);
+    expect(s.appliedTopUps()).toHaveLength(1);
+  });
+
   it('--once with an unusable STATE_DIR fails at once with the reason, and asks Vonage nothing', async () => {
     const s = await simulator({ balance: 5 });
     const once = run(['--once'], baseEnv(s.url, { STATE_DIR: '/proc/nonexistent', METRICS_PORT: '0' }));
