@@ -12,7 +12,7 @@ import { Ledger, type LedgerEvent } from './ledger.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
-import { DEFAULT_LEASE_MS, StateDir, type LockEvent } from './state-lock.js';
+import { DEFAULT_LEASE_MS, DEFAULT_PROBATION_MS, StateDir, type LockEvent } from './state-lock.js';
 import { VERSION } from './version.js';
 import { createVonageClient } from './vonage-client.js';
 import { Watchdog, type CycleResult } from './watchdog.js';
@@ -24,6 +24,8 @@ export interface DaemonDeps {
   log?: Logger;
   /** Run the first cycle at start-up (default). Tests that drive every tick themselves turn it off. */
   pollAtStart?: boolean;
+  /** Cuts the start-up wait for the STATE_DIR lock short (a SIGTERM while starting); nothing is polled then. */
+  startSignal?: AbortSignal;
 }
 
 export interface Parts {
@@ -60,6 +62,9 @@ function logLedgerEvent(log: Logger, e: LedgerEvent): void {
     case 'compacted':
       log.info({ kept: e.kept, archive: e.archivedTo }, 'ledger compacted: its history moved to the archive file, the ledger keeps what cooldown and cap need');
       break;
+    case 'imported':
+      log.warn({ attempts: e.attempts, from: e.from }, 'took over the attempts made for this API key under another account name (renamed?): they count for cooldown and cap');
+      break;
     case 'torn_tail':
       log.warn('the ledger ends in a torn record (a crash or a full disk while writing): it counts as an attempt whose outcome is unknown');
       break;
@@ -91,7 +96,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
   const ledgers: Ledger[] = [];
   const watchdogs = config.accounts.map((account) => {
     const ledgerLog = log.child({ account: account.name });
-    const ledger = Ledger.open(config.stateDir, account.name, now, { stateDir, onEvent: (e) => logLedgerEvent(ledgerLog, e) });
+    const ledger = Ledger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(ledgerLog, e) });
     ledgers.push(ledger);
     const client = createVonageClient({
       account,
@@ -111,7 +116,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     now,
     // A lock left by a watchdog in another container is trusted for one lease: wait that out once
     // at start-up, so the first cycle after a crash can already top up.
-    settled: () => stateDir.whenSettled(DEFAULT_LEASE_MS + 1000),
+    settled: () => stateDir.whenSettled(DEFAULT_LEASE_MS + DEFAULT_PROBATION_MS + 1000),
     closeLedgers: () => {
       for (const l of ledgers) l.close();
       stateDir.close();
@@ -214,7 +219,27 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const port = (server.address() as AddressInfo).port;
   const host = config.metrics.host.includes(':') ? `[${config.metrics.host}]` : config.metrics.host;
   const url = `http://${host}:${port}`;
-  await settleLedgers(parts);
+  const aborted = deps.startSignal;
+  await Promise.race([
+    settleLedgers(parts),
+    new Promise<void>((resolve) => {
+      if (aborted?.aborted) resolve();
+      aborted?.addEventListener('abort', () => resolve(), { once: true });
+    }),
+  ]);
+  if (aborted?.aborted) {
+    // Stopped while starting: nothing was polled or sent; stop() still closes what was opened.
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        await scheduler.stop(0);
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        parts.closeLedgers();
+        log.info('stopped');
+      })());
+    return { ...parts, url, port, scheduler, stop };
+  }
   scheduler.start();
   log.info({ url, schedule: config.pollSchedule, accounts: watchdogs.map((w) => w.name), version: VERSION }, 'watchdog started');
   // Poll once now rather than at the schedule's first slot (up to a minute away by default): a

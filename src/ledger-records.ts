@@ -15,7 +15,8 @@ import { DAY_MS } from './policy.js';
 export type FinalOutcome = Exclude<AttemptOutcome, 'pending'>;
 
 export type LedgerRecord =
-  | { type: 'attempt'; at: number; id: string; balance: number; threshold: number; account: string; owner?: string }
+  /** `key`: a fingerprint of the API key charged, so a renamed account still finds its attempts. */
+  | { type: 'attempt'; at: number; id: string; balance: number; threshold: number; account: string; owner?: string; key?: string }
   | { type: 'outcome'; at: number; id: string; outcome: FinalOutcome; reason?: string }
   | { type: 'confirmed'; at: number; id: string; balance: number; amount?: number };
 
@@ -47,6 +48,8 @@ export type LineResult =
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** A time Date can represent: anything beyond is damage, not a date, and must not crash a message. */
+const instant = (v: unknown): v is number => finite(v) && Math.abs(v) <= 8.64e15;
 const text = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 200;
 
 /** A parsed JSON value → a record, or why it is not one. Attempts with a broken `at` still count. */
@@ -54,7 +57,7 @@ export function toRecord(value: unknown): LineResult {
   if (!isObject(value)) return { kind: 'unreadable', why: 'not a ledger record' };
   const { type } = value;
   if (type === 'attempt') {
-    if (!text(value.id) || !finite(value.at)) return { kind: 'torn_attempt', ...(finite(value.at) ? { at: value.at } : {}) };
+    if (!text(value.id) || !instant(value.at)) return { kind: 'torn_attempt', ...(instant(value.at) ? { at: value.at } : {}) };
     return {
       kind: 'record',
       record: {
@@ -65,6 +68,7 @@ export function toRecord(value: unknown): LineResult {
         threshold: finite(value.threshold) ? value.threshold : Number.NaN,
         account: typeof value.account === 'string' ? value.account : '',
         ...(text(value.owner) ? { owner: value.owner } : {}),
+        ...(text(value.key) ? { key: value.key } : {}),
       },
     };
   }
@@ -74,7 +78,7 @@ export function toRecord(value: unknown): LineResult {
       kind: 'record',
       record: {
         type,
-        at: finite(value.at) ? value.at : Number.NaN,
+        at: instant(value.at) ? value.at : Number.NaN,
         id: value.id,
         outcome: value.outcome as FinalOutcome,
         ...(typeof value.reason === 'string' ? { reason: value.reason.slice(0, 64) } : {}),
@@ -87,7 +91,7 @@ export function toRecord(value: unknown): LineResult {
       kind: 'record',
       record: {
         type,
-        at: finite(value.at) ? value.at : Number.NaN,
+        at: instant(value.at) ? value.at : Number.NaN,
         id: value.id,
         balance: finite(value.balance) ? value.balance : Number.NaN,
         ...(finite(value.amount) ? { amount: value.amount } : {}),
@@ -108,7 +112,7 @@ function fragment(piece: string): LineResult {
   if (/"type":"attempt"/.test(piece) || /^\{"v":1,"type":"a/.test(piece) || piece.length < RECORD_START.length + 12) {
     // Short fragments may be an attempt whose type was cut off: the careful reading is "attempt".
     const at = /"at":(\d{1,16})[,}]/.exec(piece);
-    return at ? { kind: 'torn_attempt', at: Number(at[1]) } : { kind: 'torn_attempt' };
+    return at && instant(Number(at[1])) ? { kind: 'torn_attempt', at: Number(at[1]) } : { kind: 'torn_attempt' };
   }
   return { kind: 'torn_other' };
 }
@@ -118,7 +122,9 @@ function fragment(piece: string): LineResult {
  * on (the next append landed after the torn bytes) yields both.
  */
 export function parseLine(line: string): LineResult[] {
-  const trimmed = line.trim();
+  // NUL bytes are what a filesystem leaves where a write was lost in a power cut (XFS, ext4 with
+  // delalloc). Our own output never holds one (JSON escapes it), so they are dropped, not judged.
+  const trimmed = (line.includes('\0') ? line.replace(/\0/g, '') : line).trim();
   if (trimmed === '') return [];
   try {
     return [toRecord(JSON.parse(trimmed) as unknown)];
@@ -140,6 +146,7 @@ export interface KnownAttempt extends Attempt {
   threshold: number;
   account: string;
   owner?: string;
+  key?: string;
   /** Recovered from a torn record rather than written whole. */
   torn?: boolean;
   confirmedBalance?: number;
@@ -151,7 +158,6 @@ export interface KnownAttempt extends Attempt {
  */
 export class AttemptFold {
   private readonly byId = new Map<string, KnownAttempt>();
-  private newest = Number.NEGATIVE_INFINITY;
   private sinceprune = 0;
   /** Torn attempts that did not keep their time; they take the time of the next record. */
   private undated: KnownAttempt[] = [];
@@ -200,6 +206,7 @@ export class AttemptFold {
           threshold: record.threshold,
           account: record.account,
           ...(record.owner === undefined ? {} : { owner: record.owner }),
+          ...(record.key === undefined ? {} : { key: record.key }),
         });
       }
       this.note(record.at);
@@ -210,6 +217,7 @@ export class AttemptFold {
     if (record.type === 'outcome') {
       a.outcome = record.outcome;
       if (record.reason !== undefined) a.reason = record.reason;
+      else if (a.reason === 'interrupted') delete a.reason; // it was only in flight
     } else {
       a.confirmedAt ??= Number.isFinite(record.at) ? record.at : a.at;
       if (Number.isFinite(record.balance)) a.confirmedBalance = record.balance;
@@ -266,15 +274,27 @@ export class AttemptFold {
     this.undated = [];
   }
 
-  private note(at: number): void {
-    if (at > this.newest) this.newest = at;
+  private note(_at: number): void {
     // Pruning as we go keeps a years-long ledger from being held whole in memory.
-    if (++this.sinceprune >= 50_000) this.prune();
+    if (++this.sinceprune >= 50_000) this.prune(true);
   }
 
-  private prune(): void {
+  /**
+   * Relative to the newest attempt that counts: one that provably never left (a refused
+   * connection, stamped by a clock far ahead) must not push real attempts out of memory.
+   */
+  private prune(whileLoading = false): void {
     this.sinceprune = 0;
-    const cutoff = this.newest - MEMORY_WINDOW_MS;
+    let newest = Number.NEGATIVE_INFINITY;
+    for (const a of this.byId.values()) {
+      // While loading, an attempt without an outcome yet may still turn out not sent (its outcome
+      // is on the next line): only settled ones may move the cutoff, which keeps it no later
+      // than the final one.
+      if (a.outcome === 'not_sent' || (whileLoading && a.outcome === 'pending')) continue;
+      if (Number.isFinite(a.at) && a.at > newest) newest = a.at;
+    }
+    if (newest === Number.NEGATIVE_INFINITY) return;
+    const cutoff = newest - MEMORY_WINDOW_MS;
     for (const [id, a] of this.byId) if (a.at <= cutoff) this.byId.delete(id);
   }
 }

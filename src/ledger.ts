@@ -20,7 +20,7 @@
  * If the directory cannot be written, or the file cannot be trusted, the ledger says so
  * (`writable: false`) and the policy refuses to top up; watching and reporting go on.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -29,6 +29,7 @@ import {
   ftruncateSync,
   linkSync,
   openSync,
+  readdirSync,
   readSync,
   renameSync,
   statfsSync,
@@ -79,6 +80,11 @@ export interface LedgerOptions {
   compactSlackLines?: number;
   /** Told about everything an operator should hear (foreign writers, restored files, compaction). */
   onEvent?: (event: LedgerEvent) => void;
+  /**
+   * The API key charged. Its fingerprint goes into every attempt, and a ledger opened under a new
+   * account name takes over the attempts made for the same key under another one (a rename).
+   */
+  apiKey?: string;
 }
 
 export type LedgerEvent =
@@ -86,6 +92,7 @@ export type LedgerEvent =
   | { kind: 'superseded'; attemptId: string }
   | { kind: 'restored'; records: number; why: string }
   | { kind: 'compacted'; kept: number; archivedTo: string }
+  | { kind: 'imported'; attempts: number; from: string }
   | { kind: 'torn_tail' };
 
 export interface Claim {
@@ -123,30 +130,58 @@ function syncDir(dir: string): void {
 
 const stamp = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 
+/** No record is anywhere near this long; a longer line is damage, read as one unreadable line. */
+export const MAX_LINE_BYTES = 1 << 20;
+const OVERSIZED = Symbol('oversized line');
+
 /**
  * Reads `[from, to)` of a file line by line without holding it whole: a legacy ledger can be far
- * larger than a string may be. Returns the offset just past the last complete line.
+ * larger than a string may be. Linear in the file's size whatever its line lengths. Returns the
+ * offset just past the last complete line.
  */
-function readLines(fd: number, from: number, to: number, onLine: (line: string) => void): number {
+function readLines(fd: number, from: number, to: number, onLine: (line: string | typeof OVERSIZED) => void): number {
   const buf = Buffer.allocUnsafe(READ_CHUNK);
-  let carry: Buffer = Buffer.alloc(0);
+  let parts: Buffer[] = [];
+  let partsBytes = 0;
+  let oversized = false;
   let pos = from;
   let consumed = from;
   while (pos < to) {
     const n = readSync(fd, buf, 0, Math.min(READ_CHUNK, to - pos), pos);
     if (n <= 0) break;
     pos += n;
-    let chunk = carry.length > 0 ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
+    const chunk = buf.subarray(0, n);
     let start = 0;
     for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
-      onLine(chunk.toString('utf8', start, nl));
-      consumed += nl - start + 1;
+      const bytes = partsBytes + (nl - start);
+      if (oversized || bytes > MAX_LINE_BYTES) onLine(OVERSIZED);
+      else if (partsBytes === 0) onLine(chunk.toString('utf8', start, nl));
+      else onLine(Buffer.concat([...parts, chunk.subarray(start, nl)]).toString('utf8'));
+      consumed += bytes + 1;
+      parts = [];
+      partsBytes = 0;
+      oversized = false;
       start = nl + 1;
     }
-    chunk = chunk.subarray(start);
-    carry = Buffer.from(chunk);
+    if (start < n) {
+      // Kept only while the line could still be a record; its length is counted either way.
+      if (!oversized && partsBytes + (n - start) <= MAX_LINE_BYTES) parts.push(Buffer.from(chunk.subarray(start)));
+      else {
+        oversized = true;
+        parts = [];
+      }
+      partsBytes += n - start;
+    }
   }
   return consumed;
+}
+
+const linesOf = (line: string | typeof OVERSIZED): LineResult[] =>
+  line === OVERSIZED ? [{ kind: 'unreadable', why: `a line longer than ${MAX_LINE_BYTES} bytes` }] : parseLine(line);
+
+/** A fingerprint of the API key: attempts stay tied to the account charged, whatever its label. */
+export function keyFingerprint(apiKey: string): string {
+  return createHash('sha256').update(`vonage-reload-watchdog:${apiKey}`).digest('hex').slice(0, 16);
 }
 
 export class Ledger {
@@ -170,6 +205,13 @@ export class Ledger {
   private readonly ownsStateDir: boolean;
   private readonly write: (fd: number, data: Buffer) => number;
   private readonly freeBytes: (dir: string) => number | undefined;
+  private readonly keyId: string | undefined;
+  /** The file that last failed to parse: not read again every cycle while it is unchanged. */
+  private failedFile: { ino: number; size: number; mtimeMs: number; problem: string } | undefined;
+  /** The ledger file we last wrote back to while another process held the lock. */
+  private writtenBack: { ino: number } | undefined;
+  private closed = false;
+  private readonly stopGuard: () => void;
 
   private constructor(
     private readonly dir: string,
@@ -179,9 +221,12 @@ export class Ledger {
     this.file = join(dir, ledgerFileName(account));
     this.now = options.now ?? Date.now;
     this.ownsStateDir = options.stateDir === undefined;
-    this.stateDir = options.stateDir ?? StateDir.open(dir);
+    // A ledger opened alone (tests, tools) needs no probation: nobody else's memory is at stake.
+    this.stateDir = options.stateDir ?? StateDir.open(dir, { probationMs: 0 });
     this.write = options.write ?? ((fd, data) => writeSync(fd, data));
     this.freeBytes = options.freeBytes ?? defaultFreeBytes;
+    this.keyId = options.apiKey === undefined ? undefined : keyFingerprint(options.apiKey);
+    this.stopGuard = this.stateDir.onTick(() => this.guard());
   }
 
   /** Never throws: a ledger that cannot be opened is returned unwritable, with the reason. */
@@ -223,7 +268,7 @@ export class Ledger {
 
     let attempt: KnownAttempt;
     try {
-      attempt = this.recordAttemptAt(now, reading.value, settings.threshold);
+      attempt = this.recordAttemptAt(now, reading.value, settings.threshold, monoNow);
     } catch (err) {
       const detail = err instanceof LedgerWriteError ? err.message : 'ledger write failed';
       return { decision: { action: 'skip', reason: 'ledger_unavailable', detail } };
@@ -288,24 +333,102 @@ export class Ledger {
   }
 
   close(): void {
+    if (this.closed) return;
+    // A last look before going: if the files were deleted, what memory knows goes back on disk.
+    try {
+      if (this.stateDir.held && this.fd !== undefined) this.checkIdentity();
+      else this.writeBackUnlocked();
+    } catch {
+      // Best effort at shutdown; every attempt was on disk before it was sent.
+    }
+    this.closed = true;
+    this.stopGuard();
     this.closeFd();
     if (this.ownsStateDir) this.stateDir.close();
   }
 
   /** Stops as a crash would: nothing more is written, the lock is left behind (tests). */
   abandon(): void {
+    this.closed = true;
+    this.stopGuard();
     this.closeFd();
     if (this.ownsStateDir) this.stateDir.abandon();
   }
 
+  /**
+   * Runs on every check of the STATE_DIR lock (twice a second). Holding it: the files at their
+   * paths must be ours, or they are re-created and restored now, not at the next cycle. Not
+   * holding it (another watchdog took it, say after STATE_DIR was deleted under us): write back
+   * the attempts this process remembers, since an attempt record can only make the other one
+   * more careful.
+   */
+  private guard(): void {
+    if (this.closed) return;
+    if (this.stateDir.held) {
+      if (this.fd !== undefined) this.checkIdentity();
+      else if (this.stateDir.generation !== this.generation) this.reopen();
+    } else {
+      this.writeBackUnlocked();
+    }
+  }
+
+  private writeBackUnlocked(): void {
+    const remembered = this.fold.attempts(this.now()).filter((a) => a.outcome !== 'not_sent');
+    if (remembered.length === 0) return;
+    let st: { ino: number } | undefined;
+    try {
+      st = statSync(this.file);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') return;
+    }
+    if (st !== undefined && this.writtenBack?.ino === st.ino) return;
+    let fd: number;
+    try {
+      fd = openSync(this.file, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
+    } catch {
+      return; // the directory is gone too: whoever re-creates it is told at the next check
+    }
+    try {
+      const loaded = this.load(fd);
+      if ('problem' in loaded) return;
+      const onDisk = new Map(loaded.fold.attempts(loaded.mtime).map((a) => [a.id, { outcome: a.outcome, confirmed: a.confirmedAt !== undefined }]));
+      let newest = Number.NEGATIVE_INFINITY;
+      for (const a of loaded.fold.attempts(loaded.mtime)) if (a.outcome !== 'not_sent' && a.at > newest) newest = a.at;
+      const records = this.missingRecords(remembered.filter((a) => a.at > newest - MEMORY_WINDOW_MS), onDisk);
+      if (records.length > 0) {
+        const data = Buffer.from((loaded.consumed < loaded.size ? '\n' : '') + records.map(encodeRecord).join(''));
+        if (this.write(fd, data) !== data.length) return;
+        fsyncSync(fd);
+        this.options.onEvent?.({ kind: 'restored', records: records.length, why: 'another watchdog holds the STATE_DIR lock now; wrote back, without the lock, the attempts this one remembers' });
+      }
+      this.writtenBack = { ino: fstatSync(fd).ino };
+    } catch {
+      // Tried again at the next check.
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   // ---- internals ---------------------------------------------------------------------------
 
-  private recordAttemptAt(at: number, balance: number, threshold: number): KnownAttempt {
-    const record: LedgerRecord = { type: 'attempt', at, id: randomUUID(), balance, threshold, account: this.account, owner: this.stateDir.token };
+  private recordAttemptAt(at: number, balance: number, threshold: number, mono?: number): KnownAttempt {
+    const record: LedgerRecord = {
+      type: 'attempt',
+      at,
+      id: randomUUID(),
+      balance,
+      threshold,
+      account: this.account,
+      owner: this.stateDir.token,
+      ...(this.keyId === undefined ? {} : { key: this.keyId }),
+    };
     this.mine.add(record.id);
     this.append([record]);
     this.remember(record);
-    return this.fold.get(record.id)!;
+    const attempt = this.fold.get(record.id)!;
+    // Memory only: the monotonic clock means nothing to another process.
+    if (mono !== undefined) attempt.mono = mono;
+    return attempt;
   }
 
   /** An attempt recorded but not sent: it is closed as not sent, so it does not count. */
@@ -414,7 +537,7 @@ export class Ledger {
     let lineNo = this.lines;
     const consumed = readLines(this.fd, this.offset, size, (line) => {
       lineNo += 1;
-      const results = parseLine(line);
+      const results = linesOf(line);
       for (const r of results) {
         if (r.kind === 'record' && r.record.id === untilId && r.record.type === 'attempt') result.found = true;
         // Only attempts can hold a decision back; outcomes and confirmations never add a charge.
@@ -454,6 +577,30 @@ export class Ledger {
     this.dev = undefined;
   }
 
+  /** Reads a whole ledger file from an open descriptor. */
+  private load(fd: number): { fold: AttemptFold; size: number; consumed: number; lines: number; mtime: number; ino: number; dev: number; torn: boolean } | { problem: string; ino: number; size: number; mtimeMs: number } {
+    const st = fstatSync(fd);
+    const fold = new AttemptFold();
+    let lines = 0;
+    const consumed = readLines(fd, 0, st.size, (line) => {
+      lines += 1;
+      fold.addLine(linesOf(line), lines);
+    });
+    let torn = false;
+    if (consumed < st.size) {
+      // Bytes after the last newline: a torn record. Count it, and start the next append on a new line.
+      const tail = Buffer.alloc(Math.min(st.size - consumed, MAX_LINE_BYTES));
+      readSync(fd, tail, 0, tail.length, consumed);
+      lines += 1;
+      fold.addLine(st.size - consumed > MAX_LINE_BYTES ? linesOf(OVERSIZED) : parseLine(tail.toString('utf8')), lines);
+      torn = true;
+    }
+    if (fold.problem !== undefined) {
+      return { problem: `${this.file}: ${fold.problem}; refusing to top up until it is repaired or moved away`, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    }
+    return { fold, size: st.size, consumed, lines, mtime: st.mtimeMs, ino: st.ino, dev: st.dev, torn };
+  }
+
   private reopen(why?: string): void {
     const remembered = [...this.fold.attempts(this.now())];
     this.closeFd();
@@ -473,87 +620,150 @@ export class Ledger {
       this.problem = `cannot open ${this.file}: ${errorCode(err)}`;
       return;
     }
-    const fold = new AttemptFold();
-    let size = 0;
-    let consumed = 0;
-    let lines = 0;
-    let mtime = this.now();
+    let loaded: ReturnType<Ledger['load']>;
     try {
+      // A file that could not be trusted and has not changed since is not read again every cycle.
       const st = fstatSync(fd);
-      size = st.size;
-      mtime = st.mtimeMs;
-      consumed = readLines(fd, 0, size, (line) => {
-        lines += 1;
-        fold.addLine(parseLine(line), lines);
-      });
-      if (consumed < size) {
-        // Bytes after the last newline: a torn record. Count it, and start the next append on a new line.
-        const tail = Buffer.alloc(size - consumed);
-        readSync(fd, tail, 0, tail.length, consumed);
-        lines += 1;
-        fold.addLine(parseLine(tail.toString('utf8')), lines);
-        this.options.onEvent?.({ kind: 'torn_tail' });
+      const f = this.failedFile;
+      if (f && f.ino === st.ino && f.size === st.size && f.mtimeMs === st.mtimeMs) {
+        closeSync(fd);
+        this.problem = f.problem;
+        return;
       }
-      this.ino = st.ino;
-      this.dev = st.dev;
+      loaded = this.load(fd);
     } catch (err) {
       closeSync(fd);
       this.problem = `cannot read ${this.file}: ${errorCode(err)}`;
       return;
     }
-    if (fold.problem !== undefined) {
+    if ('problem' in loaded) {
       closeSync(fd);
-      this.problem = `${this.file}: ${fold.problem}; refusing to top up until it is repaired or moved away`;
+      this.failedFile = { ino: loaded.ino, size: loaded.size, mtimeMs: loaded.mtimeMs, problem: loaded.problem };
+      this.problem = loaded.problem;
       return;
     }
-    const onDisk = new Map(fold.attempts(mtime).map((a) => [a.id, { outcome: a.outcome, confirmed: a.confirmedAt !== undefined }]));
+    this.failedFile = undefined;
+    if (loaded.torn) this.options.onEvent?.({ kind: 'torn_tail' });
+    const { fold } = loaded;
+    const onDisk = new Map(fold.attempts(loaded.mtime).map((a) => [a.id, { outcome: a.outcome, confirmed: a.confirmedAt !== undefined }]));
+    const imported = onDisk.size === 0 && remembered.length === 0 ? this.importRenamed() : [];
     // What memory knows first (an outcome the file missed), then what is still open is unknown.
-    fold.absorb(remembered);
-    for (const a of fold.attempts(mtime)) settleInterrupted(a);
+    fold.absorb([...remembered, ...imported]);
+    for (const a of fold.attempts(loaded.mtime)) settleInterrupted(a);
 
     this.fd = fd;
+    this.ino = loaded.ino;
+    this.dev = loaded.dev;
     this.fold = fold;
     this.sorted = undefined;
-    this.offset = size;
-    this.tailPartial = consumed < size;
-    this.lines = lines;
+    this.offset = loaded.size;
+    this.tailPartial = loaded.consumed < loaded.size;
+    this.lines = loaded.lines;
     try {
       syncDir(this.dir);
-      this.restore(remembered, onDisk, why);
+      this.restore([...remembered, ...imported], onDisk, why);
       this.maybeCompact();
     } catch (err) {
       this.problem = err instanceof LedgerWriteError ? err.message : `cannot write ${this.file}: ${errorCode(err)}`;
     }
   }
 
-  /** Writes back what this process remembers and the file does not hold (it was deleted or replaced). */
-  private restore(remembered: KnownAttempt[], onDisk: Map<string, { outcome: string; confirmed: boolean }>, why: string | undefined): void {
+  /**
+   * A ledger opened under a new account name: the attempts made for the same API key under an
+   * earlier name (its other ledger files in STATE_DIR) still count. Before fingerprints, a record
+   * named only its account, and the default account name is the API key itself.
+   */
+  private importRenamed(): KnownAttempt[] {
+    if (this.keyId === undefined || this.options.apiKey === undefined) return [];
+    const own = ledgerFileName(this.account);
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((f) => f.startsWith('topups-') && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
+    } catch {
+      return [];
+    }
+    const found: KnownAttempt[] = [];
+    for (const name of names) {
+      let fd: number | undefined;
+      try {
+        fd = openSync(join(this.dir, name), 'r');
+        const loaded = this.load(fd);
+        if ('problem' in loaded) continue;
+        const mine = loaded.fold.attempts(loaded.mtime).filter((a) => a.key === this.keyId || (a.key === undefined && a.account === this.options.apiKey));
+        if (mine.length === 0) continue;
+        for (const a of mine) settleInterrupted(a);
+        found.push(...mine);
+        this.options.onEvent?.({ kind: 'imported', attempts: mine.length, from: name });
+      } catch {
+        // An unreadable neighbour is its own ledger's problem.
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    return found;
+  }
+
+  /** The records that would bring a file holding `onDisk` up to what `remembered` knows. */
+  private missingRecords(remembered: KnownAttempt[], onDisk: Map<string, { outcome: string; confirmed: boolean }>): LedgerRecord[] {
     const records: LedgerRecord[] = [];
     for (const a of remembered) {
       const disk = onDisk.get(a.id);
       if (!disk) {
-        records.push({ type: 'attempt', at: a.at, id: a.id, balance: a.balanceBefore, threshold: a.threshold, account: a.account || this.account, ...(a.owner === undefined ? {} : { owner: a.owner }) });
+        records.push(this.attemptRecordOf(a));
         this.mine.add(a.id);
       }
       if (a.outcome !== 'pending' && (!disk || disk.outcome === 'pending' || (disk.outcome === 'unknown' && a.outcome !== 'unknown'))) {
         records.push({ type: 'outcome', at: this.now(), id: a.id, outcome: a.outcome, ...(a.reason === undefined ? {} : { reason: a.reason }) });
       }
       if (a.confirmedAt !== undefined && !disk?.confirmed) {
-        records.push({ type: 'confirmed', at: a.confirmedAt, id: a.id, balance: a.confirmedBalance ?? Number.NaN, ...(a.amount === undefined ? {} : { amount: a.amount }) });
+        records.push({ type: 'confirmed', at: a.confirmedAt, id: a.id, balance: a.confirmedBalance ?? 0, ...(a.amount === undefined ? {} : { amount: a.amount }) });
       }
     }
+    return records;
+  }
+
+  private attemptRecordOf(a: KnownAttempt): LedgerRecord {
+    return {
+      type: 'attempt',
+      at: a.at,
+      id: a.id,
+      balance: a.balanceBefore,
+      threshold: a.threshold,
+      account: a.account || this.account,
+      ...(a.owner === undefined ? {} : { owner: a.owner }),
+      ...(a.key === undefined ? {} : { key: a.key }),
+    };
+  }
+
+  /** Writes back what this process remembers and the file does not hold (it was deleted or replaced). */
+  private restore(remembered: KnownAttempt[], onDisk: Map<string, { outcome: string; confirmed: boolean }>, why: string | undefined): void {
+    const records = this.missingRecords(remembered, onDisk);
     if (records.length === 0) return;
-    this.append(records.map((r) => (r.type === 'confirmed' && !Number.isFinite(r.balance) ? { ...r, balance: 0 } : r)));
+    this.append(records);
     this.offset = fstatSync(this.fd!).size;
     this.options.onEvent?.({ kind: 'restored', records: records.length, why: why ?? 'the file lacked records this process remembers' });
   }
 
   /** Leftovers of a compaction interrupted by a crash: the ledger itself is always whole. */
   private cleanLeftovers(): void {
+    const tmp = `${this.file}.compact.tmp`;
     try {
-      unlinkSync(`${this.file}.compact.tmp`);
+      unlinkSync(tmp);
     } catch {
-      // None.
+      return; // none: the last compaction finished, or never started
+    }
+    // A crash between the archive link and the rename leaves an archive name on the live ledger:
+    // drop that name, or the next compaction would archive the same history under two names.
+    try {
+      const live = statSync(this.file);
+      const prefix = `${ledgerFileName(this.account).replace(/\.jsonl$/, '')}.archive-`;
+      for (const f of readdirSync(this.dir)) {
+        if (!f.startsWith(prefix)) continue;
+        const st = statSync(join(this.dir, f));
+        if (st.ino === live.ino && st.dev === live.dev) unlinkSync(join(this.dir, f));
+      }
+    } catch {
+      // Housekeeping only.
     }
   }
 
@@ -574,7 +784,7 @@ export class Ledger {
     const tmp = `${this.file}.compact.tmp`;
     const records: LedgerRecord[] = [];
     for (const a of keep) {
-      records.push({ type: 'attempt', at: a.at, id: a.id, balance: a.balanceBefore, threshold: a.threshold, account: a.account || this.account, ...(a.owner === undefined ? {} : { owner: a.owner }) });
+      records.push(this.attemptRecordOf(a));
       if (a.outcome !== 'pending') records.push({ type: 'outcome', at: a.at, id: a.id, outcome: a.outcome, ...(a.reason === undefined ? {} : { reason: a.reason }) });
       if (a.confirmedAt !== undefined) records.push({ type: 'confirmed', at: a.confirmedAt, id: a.id, balance: a.confirmedBalance ?? 0, ...(a.amount === undefined ? {} : { amount: a.amount }) });
     }

@@ -103,7 +103,14 @@ async function main(): Promise<void> {
     process.exit(code);
   }
 
-  const daemon = await startDaemon(config);
+  // Signals are handled from the start: the wait for the STATE_DIR lock can take seconds, and a
+  // SIGTERM then must still end in a clean stop (lock released), not Node's default exit.
+  const starting = new AbortController();
+  let stopWith: ((signal: string) => void) | undefined;
+  const onStopSignal = (signal: string) => (stopWith ? stopWith(signal) : starting.abort(signal));
+  process.on('SIGTERM', () => onStopSignal('SIGTERM'));
+  process.on('SIGINT', () => onStopSignal('SIGINT'));
+  const daemon = await startDaemon(config, { startSignal: starting.signal });
   const { log } = daemon;
   process.on('unhandledRejection', (reason) => {
     log.fatal({ problem: reason instanceof Error ? reason.message : String(reason) }, 'unhandled rejection; exiting');
@@ -118,11 +125,11 @@ async function main(): Promise<void> {
       () => exit(1),
     );
   };
-  // `on`, not `once`: a second signal during a graceful stop must not fall back to Node's
-  // default and kill an in-flight top-up; stop() is idempotent.
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  // `on`, not `once` (above): a second signal during a graceful stop must not fall back to
+  // Node's default and kill an in-flight top-up; stop() is idempotent.
+  stopWith = shutdown;
   onHangup = () => log.warn(HANGUP_NOTE);
+  if (starting.signal.aborted) shutdown(String(starting.signal.reason));
 }
 
 // Every command ends with an explicit exit or return, and the daemon never lets the event loop

@@ -19,6 +19,12 @@ export interface Attempt {
   confirmedAt?: number;
   /** EUR the attempt added, as far as the balance rise that confirmed it tells (Vonage does not say). */
   amount?: number;
+  /**
+   * Monotonic time of the attempt (ms), known only in the process that made it. Time since the
+   * attempt is then the lesser of the two clocks, so a wall clock stepped forward cannot end a
+   * cooldown or empty the cap early.
+   */
+  mono?: number;
 }
 
 export interface LedgerView {
@@ -73,8 +79,18 @@ export function counts(a: Attempt): boolean {
  * Attempts that count against the rolling 24 h cap at `now`. Attempts stamped in the future
  * (the clock went backwards) count too: when time is in doubt, the cap stays closed.
  */
-export function attemptsInLastDay(attempts: readonly Attempt[], now: number): Attempt[] {
-  return attempts.filter((a) => counts(a) && a.at > now - DAY_MS);
+/**
+ * How long ago an attempt was: the wall clock's answer, or the monotonic clock's when it is known
+ * and says less. (After a suspend of the host the monotonic clock says less too: the cooldown then
+ * holds a little longer, never shorter.)
+ */
+export function sinceAttempt(a: Attempt, now: number, monoNow?: number): number {
+  const wall = now - a.at;
+  return a.mono !== undefined && monoNow !== undefined ? Math.min(wall, monoNow - a.mono) : wall;
+}
+
+export function attemptsInLastDay(attempts: readonly Attempt[], now: number, monoNow?: number): Attempt[] {
+  return attempts.filter((a) => counts(a) && sinceAttempt(a, now, monoNow) < DAY_MS);
 }
 
 export function lastCountedAttempt(attempts: readonly Attempt[]): Attempt | undefined {
@@ -108,17 +124,21 @@ export function decide(reading: Reading | undefined, settings: PolicySettings, l
     // The wall clock is behind the last attempt: it went back. Attempts "in the future" hold.
     return { action: 'skip', reason: 'cooldown', detail: `the clock is behind the last attempt (it went back); the cooldown holds until ${iso(last.at + settings.cooldownMs)}`, retryAt: last.at + settings.cooldownMs };
   }
-  if (last && now < last.at + settings.cooldownMs) {
-    return { action: 'skip', reason: 'cooldown', detail: `the last attempt is within TOPUP_COOLDOWN; it ends at ${iso(last.at + settings.cooldownMs)}`, retryAt: last.at + settings.cooldownMs };
+  let sinceLatest = Number.POSITIVE_INFINITY;
+  for (const a of ledger.attempts) if (counts(a)) sinceLatest = Math.min(sinceLatest, sinceAttempt(a, now, monoNow));
+  if (sinceLatest < settings.cooldownMs) {
+    const retryAt = now + (settings.cooldownMs - sinceLatest);
+    return { action: 'skip', reason: 'cooldown', detail: `the last attempt is within TOPUP_COOLDOWN; it ends at ${iso(retryAt)}`, retryAt };
   }
   if (last && reading.at <= last.at) {
     return { action: 'skip', reason: 'stale_reading', detail: 'the reading was taken before the last attempt, so it cannot show it' };
   }
-  const today = attemptsInLastDay(ledger.attempts, now);
+  const today = attemptsInLastDay(ledger.attempts, now, monoNow);
   if (today.length >= settings.maxPerDay) {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const a of today) if (a.at < oldest) oldest = a.at;
-    return { action: 'skip', reason: 'daily_cap', detail: `${today.length} attempts in the last 24 h (TOPUP_MAX_PER_DAY=${settings.maxPerDay}); the next is allowed at ${iso(oldest + DAY_MS)}`, retryAt: oldest + DAY_MS };
+    let sinceOldest = 0;
+    for (const a of today) sinceOldest = Math.max(sinceOldest, sinceAttempt(a, now, monoNow));
+    const retryAt = now + (DAY_MS - sinceOldest);
+    return { action: 'skip', reason: 'daily_cap', detail: `${today.length} attempts in the last 24 h (TOPUP_MAX_PER_DAY=${settings.maxPerDay}); the next is allowed at ${iso(retryAt)}`, retryAt };
   }
   if (settings.dryRun) return { action: 'skip', reason: 'dry_run', detail: 'DRY_RUN=true: would top up now' };
   return { action: 'topup' };
@@ -139,27 +159,22 @@ const CENT = 0.005;
  * What a new reading says about refills that have not shown in the balance yet. Vonage's answer
  * to a top-up carries no amount, so the amount is learnt from the rise that follows: the reading
  * minus the lowest balance seen since the attempt (`floor`, the balance before it to begin with).
- * Only balances above that floor mean money arrived; the rise is given to the oldest attempt
- * still waiting (one rise, one amount: nothing is counted twice), and any other unknown attempt
- * that the reading now exceeds is confirmed without an amount.
+ * One rise is one refill: it goes to one attempt, a success first (it is known to have been
+ * applied), else the oldest attempt of unknown outcome. The caller then moves every other
+ * waiting attempt's floor up to this reading, so the same rise is never counted twice.
  */
 export function attributeRise(
   attempts: readonly Attempt[],
   reading: Reading,
   floorOf: (a: Attempt) => number,
-): { attempt: Attempt; amount?: number }[] {
-  const waiting = attempts.filter((a) => awaitsRise(a, reading.at));
-  const out: { attempt: Attempt; amount?: number }[] = [];
-  let given = false;
-  for (const a of [...waiting].sort((x, y) => x.at - y.at)) {
-    const floor = Math.min(floorOf(a), Number.isFinite(a.balanceBefore) ? a.balanceBefore : Number.POSITIVE_INFINITY);
-    const rise = reading.value - floor;
-    if (!given && Number.isFinite(rise) && rise > CENT) {
-      out.push({ attempt: a, amount: Math.round(rise * 100) / 100 });
-      given = true;
-    } else if (a.outcome !== 'success' && Number.isFinite(a.balanceBefore) && reading.value > a.balanceBefore + CENT) {
-      out.push({ attempt: a });
-    }
-  }
-  return out;
+): { attempt: Attempt; amount: number }[] {
+  const waiting = attempts.filter((a) => awaitsRise(a, reading.at)).sort((x, y) => x.at - y.at);
+  // floorOf starts at the balance before the attempt; a torn attempt (no balance) never rises.
+  const rise = (a: Attempt) => reading.value - floorOf(a);
+  const rose = (a: Attempt) => {
+    const r = rise(a);
+    return Number.isFinite(r) && r > CENT;
+  };
+  const pick = waiting.find((a) => a.outcome === 'success' && rose(a)) ?? waiting.find((a) => a.outcome !== 'success' && rose(a));
+  return pick ? [{ attempt: pick, amount: Math.round(rise(pick) * 100) / 100 }] : [];
 }

@@ -6,9 +6,10 @@
  * the directory.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDirectory } from './ensure-dir.js';
+import { MIN_FREE_BYTES } from './ledger.js';
 
 export type StateDirCheck = { ok: true } | { ok: false; problem: string };
 
@@ -60,6 +61,14 @@ export function checkStateDir(dir: string): StateDirCheck {
   } catch (err) {
     const code = errorCode(err);
     if (!DIRECTORY_FSYNC_UNSUPPORTED.has(code)) return fail(`cannot fsync the directory ${quote(dir)} (${code})`);
+  }
+  // The ledger refuses to record, and so to top up, below this much free space: say so now.
+  try {
+    const st = statfsSync(dir);
+    const free = Number(st.bavail) * Number(st.bsize);
+    if (free < MIN_FREE_BYTES) return fail(`${quote(dir)} has ${free} bytes free; the ledger needs at least ${MIN_FREE_BYTES} to record a top-up before sending it`);
+  } catch {
+    // statfs unsupported here: the ledger checks again before every attempt.
   }
   return { ok: true };
 }

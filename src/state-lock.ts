@@ -21,17 +21,26 @@
  * the ledger's own ordering check (see ledger.ts), which holds even if this lock were fooled.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ensureDir } from './ensure-dir.js';
 
 export const LOCK_FILE = 'watchdog.lock';
-/** How long a silent lock is trusted. The holder renews it every LEASE_MS / 5. */
+/** How long a silent lock is trusted. The holder checks it every LEASE_MS / 10 and renews it every other check. */
 export const DEFAULT_LEASE_MS = 5_000;
+/**
+ * A watchdog that finds STATE_DIR without any ledger waits this long before it acts. If the
+ * directory was just deleted under a watchdog that is still running, that one notices within a
+ * check (half a second), takes its lock back or writes back what it remembers, and the newcomer
+ * then reads it instead of topping up on an empty ledger.
+ */
+export const DEFAULT_PROBATION_MS = 2_000;
 
 export interface StateDirOptions {
   leaseMs?: number;
+  /** Wait before first acting on a STATE_DIR that holds no ledger (0 = none, for tests and tools). */
+  probationMs?: number;
   monoNow?: () => number;
   /** Told when the lock is taken, lost or taken over; never required. */
   onEvent?: (event: LockEvent) => void;
@@ -109,18 +118,25 @@ export class StateDir {
   readonly token = randomUUID();
   readonly lockPath: string;
   private readonly leaseMs: number;
+  private readonly probationMs: number;
   private readonly monoNow: () => number;
+  /** Set while the lock file at the path is ours (held, or on probation). */
   private fd: number | undefined;
   private ino: number | undefined;
   private dev: number | undefined;
   private seq = 0;
+  private ticks = 0;
   private readonly startedAt = new Date().toISOString();
   private problemText: string | undefined = 'not opened yet';
-  private heartbeat: NodeJS.Timeout | undefined;
-  private observer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
   private seen: { content: string; ino: number; sinceMono: number; changes: number } | undefined;
+  /** Waiting on someone else: a live holder being watched, or our own probation. */
+  private waiting = false;
+  private probationUntil: number | undefined;
+  private everHeld = false;
   private closed = false;
   private settledWaiters: (() => void)[] = [];
+  private readonly listeners = new Set<() => void>();
   /** Bumped whenever the lock is (re)acquired, so ledgers know to re-check their files. */
   generation = 0;
 
@@ -130,6 +146,7 @@ export class StateDir {
   ) {
     this.lockPath = join(dir, LOCK_FILE);
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.probationMs = options.probationMs ?? DEFAULT_PROBATION_MS;
     this.monoNow = options.monoNow ?? (() => performance.now());
   }
 
@@ -137,6 +154,10 @@ export class StateDir {
   static open(dir: string, options: StateDirOptions = {}): StateDir {
     const s = new StateDir(dir, options);
     s.tryAcquire();
+    // One timer for everything: check (and every other time renew) our lock, watch someone
+    // else's, and let the ledgers check their files. Unref'd: it never keeps a process alive.
+    s.timer = setInterval(() => s.tick(), Math.max(20, Math.floor(s.leaseMs / 10)));
+    s.timer.unref();
     return s;
   }
 
@@ -146,7 +167,13 @@ export class StateDir {
   }
 
   get held(): boolean {
-    return this.problemText === undefined;
+    return this.problemText === undefined && this.fd !== undefined;
+  }
+
+  /** Called on every check, held or not (the ledgers use it to guard their files). */
+  onTick(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /**
@@ -162,8 +189,12 @@ export class StateDir {
     }
     try {
       const st = statSync(this.lockPath);
-      if (st.ino === this.ino && st.dev === this.dev) return undefined;
-      this.lose(`the lock file ${this.lockPath} was replaced by another process`);
+      if (st.ino !== this.ino || st.dev !== this.dev) {
+        this.lose(`the lock file ${this.lockPath} was replaced by another process`);
+      } else if (this.probationUntil !== undefined && this.monoNow() >= this.probationUntil) {
+        this.probationUntil = undefined;
+        this.becomeHolder();
+      }
     } catch (err) {
       if (errorCode(err) !== 'ENOENT') {
         this.lose(`cannot check the lock ${this.lockPath}: ${errorCode(err)}`);
@@ -171,7 +202,7 @@ export class StateDir {
         // Our lock (and probably the whole STATE_DIR) was deleted. Take the path back now.
         this.releaseFd();
         this.tryAcquire();
-        if (this.held) this.options.onEvent?.({ kind: 'recreated' });
+        if (this.fd !== undefined) this.options.onEvent?.({ kind: 'recreated' });
       }
     }
     return this.problemText;
@@ -179,7 +210,7 @@ export class StateDir {
 
   /** Resolves once the lock is held, or a live holder has been seen renewing it, or after `timeoutMs`. */
   whenSettled(timeoutMs: number): Promise<void> {
-    if (this.held || this.closed || (this.seen?.changes ?? 0) > 0 || this.observer === undefined) return Promise.resolve();
+    if (this.held || this.closed || !this.waiting || (this.seen?.changes ?? 0) > 0) return Promise.resolve();
     return new Promise((resolve) => {
       // Not unref'd: the caller is waiting on it (a `--once` run has nothing else keeping it alive).
       const timer = setTimeout(done, timeoutMs);
@@ -195,7 +226,7 @@ export class StateDir {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.stopTimers();
+    this.stopTimer();
     if (this.fd !== undefined && this.verifyQuietly()) {
       try {
         unlinkSync(this.lockPath);
@@ -211,10 +242,24 @@ export class StateDir {
   /** Stops as a crash would: the file stays, nobody renews it (tests of takeover). */
   abandon(): void {
     this.closed = true;
-    this.stopTimers();
+    this.stopTimer();
     this.releaseFd();
     this.problemText = 'STATE_DIR lock was abandoned';
     this.settle();
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    this.ticks += 1;
+    this.verify();
+    if (this.fd !== undefined && this.ticks % 2 === 0) this.renew();
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch {
+        // A ledger's guard reports its own problems; one must not stop the others.
+      }
+    }
   }
 
   private verifyQuietly(): boolean {
@@ -245,6 +290,7 @@ export class StateDir {
     try {
       ensureDir(this.dir);
     } catch (err) {
+      this.waiting = false;
       this.problemText = `cannot create STATE_DIR ${this.dir}: ${errorCode(err)}`;
       return;
     }
@@ -254,6 +300,7 @@ export class StateDir {
       const created = this.createExclusive();
       if (created === 'created') return this.acquired(tookOverFrom);
       if (created !== 'exists') {
+        this.waiting = false;
         this.problemText = created;
         return;
       }
@@ -263,13 +310,14 @@ export class StateDir {
         this.problemText =
           `STATE_DIR ${this.dir} is locked by another watchdog that is still running (${describeHolder(current.holder)}). ` +
           'Two watchdogs on one STATE_DIR would top up twice, so this one will not top up until that one stops.';
-        this.observe(current);
+        this.waiting = true;
+        this.noteSeen(current);
         return;
       }
       if (this.takeOver(current.ino)) tookOverFrom = describeHolder(current.holder);
     }
+    this.waiting = true;
     this.problemText = `STATE_DIR lock ${this.lockPath} is contended by another starting watchdog; will try again`;
-    this.observe(undefined);
   }
 
   private createExclusive(): 'created' | 'exists' | string {
@@ -372,22 +420,41 @@ export class StateDir {
     return true;
   }
 
+  /** The lock file is ours. On a first start in a STATE_DIR without ledgers, wait out the probation first. */
   private acquired(tookOverFrom?: string): void {
-    this.problemText = undefined;
-    this.generation += 1;
     this.seen = undefined;
     liveTokens.add(this.token);
-    if (this.observer) clearInterval(this.observer);
-    this.observer = undefined;
-    this.heartbeat ??= setInterval(() => this.renew(), Math.max(50, Math.floor(this.leaseMs / 5)));
-    this.heartbeat.unref();
-    this.options.onEvent?.(tookOverFrom === undefined ? { kind: 'acquired' } : { kind: 'acquired', tookOverFrom });
+    if (tookOverFrom !== undefined) this.options.onEvent?.({ kind: 'acquired', tookOverFrom });
+    if (!this.everHeld && this.probationMs > 0 && !this.holdsLedgers()) {
+      this.probationUntil = this.monoNow() + this.probationMs;
+      this.waiting = true;
+      this.problemText =
+        `taking the STATE_DIR lock: ${this.dir} holds no ledger yet, so this watchdog waits ${this.probationMs / 1000}s ` +
+        'before it acts, in case a watchdog still running there lost its files and is writing back what it knows';
+      return;
+    }
+    this.becomeHolder();
+  }
+
+  private becomeHolder(): void {
+    this.problemText = undefined;
+    this.waiting = false;
+    this.everHeld = true;
+    this.generation += 1;
+    if (this.generation === 1) this.options.onEvent?.({ kind: 'acquired' });
     this.settle();
+  }
+
+  private holdsLedgers(): boolean {
+    try {
+      return readdirSync(this.dir).some((f) => f.startsWith('topups-') && f.endsWith('.jsonl') && !f.includes('.archive-'));
+    } catch {
+      return false;
+    }
   }
 
   private renew(): void {
     if (this.fd === undefined) return;
-    if (this.verify() !== undefined) return;
     this.seq += 1;
     try {
       writeSync(this.fd, this.content(), 0);
@@ -399,9 +466,10 @@ export class StateDir {
 
   private lose(why: string): void {
     this.releaseFd();
+    this.probationUntil = undefined;
+    this.waiting = true;
     this.problemText = `lost the STATE_DIR lock: ${why}; top-ups are off until it can be taken again`;
     this.options.onEvent?.({ kind: 'lost', why });
-    this.observe(undefined);
   }
 
   private releaseFd(): void {
@@ -418,21 +486,6 @@ export class StateDir {
     this.dev = undefined;
   }
 
-  /** Watches a lock we could not take, on the monotonic clock, until it is free or stale. */
-  private observe(current: { content: string; ino: number } | undefined): void {
-    if (this.closed) return;
-    if (current) this.noteSeen(current);
-    if (this.observer) return;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
-    this.observer = setInterval(() => {
-      const now = this.readLock();
-      if (now) this.noteSeen(now);
-      this.tryAcquire();
-    }, Math.max(25, Math.floor(this.leaseMs / 20)));
-    this.observer.unref();
-  }
-
   private noteSeen(current: { content: string; ino: number }): void {
     const s = this.seen;
     if (s && s.content === current.content && s.ino === current.ino) return;
@@ -444,10 +497,9 @@ export class StateDir {
     for (const w of this.settledWaiters.splice(0)) w();
   }
 
-  private stopTimers(): void {
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    if (this.observer) clearInterval(this.observer);
-    this.heartbeat = undefined;
-    this.observer = undefined;
+  private stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.listeners.clear();
   }
 }

@@ -9,7 +9,7 @@ import { failpoint } from './failpoints.js';
 import type { Ledger } from './ledger.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { attemptsInLastDay, attributeRise, awaitsRise, DAY_MS, isoTime, lastCountedAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
+import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
 import { getBalanceWithRetry, type BalanceReading, type VonageClient } from './vonage-client.js';
 
 export interface WatchdogDeps {
@@ -243,26 +243,27 @@ export class Watchdog {
   private reconcile(reading: BalanceReading): void {
     const { ledger, metrics } = this.deps;
     const attempts = ledger.view().attempts;
-    for (const { attempt: a, amount } of attributeRise(attempts, reading, (x) => this.floors.get(x.id) ?? x.balanceBefore)) {
+    const given = attributeRise(attempts, reading, (x) => this.floors.get(x.id) ?? x.balanceBefore);
+    for (const { attempt: a, amount } of given) {
       const wasUnknown = a.outcome !== 'success';
       try {
         ledger.recordConfirmed(a, reading.value, amount);
       } catch {
         a.confirmedAt = reading.at;
-        if (amount !== undefined) a.amount = amount;
+        a.amount = amount;
       }
       this.floors.delete(a.id);
-      if (amount !== undefined) {
-        metrics.lastTopupAmount.set(this.label, amount);
-        metrics.toppedUpEuros.inc(this.label, amount);
-      }
-      const rise = amount === undefined ? '' : `the balance rose by ${amount.toFixed(2)} EUR to ${reading.value.toFixed(2)} EUR`;
+      metrics.lastTopupAmount.set(this.label, amount);
+      metrics.toppedUpEuros.inc(this.label, amount);
+      const rise = `the balance rose by ${amount.toFixed(2)} EUR to ${reading.value.toFixed(2)} EUR`;
       if (wasUnknown) {
-        this.log.warn({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value, amount }, `balance rose after a top-up with unknown outcome: treating it as applied${rise ? ` (${rise})` : ''}`);
+        this.log.warn({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value, amount }, `balance rose after a top-up with unknown outcome: treating it as applied (${rise})`);
       } else {
         this.log.warn({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value, amount }, `top-up applied: ${rise}`);
       }
     }
+    // The rise is spent: for every attempt still waiting, only a rise above this reading is news.
+    if (given.length > 0) for (const a of attempts) if (awaitsRise(a, reading.at)) this.floors.set(a.id, reading.value);
     // Track the low point since each attempt still waiting, so the rise is measured from it.
     const waiting = new Set<string>();
     for (const a of attempts) {
@@ -278,7 +279,7 @@ export class Watchdog {
     const { metrics, ledger, now } = this.deps;
     const view = ledger.view();
     metrics.ledgerWritable.set(this.label, view.writable ? 1 : 0);
-    metrics.attemptsLastDay.set(this.label, attemptsInLastDay(view.attempts, now()).length);
+    metrics.attemptsLastDay.set(this.label, attemptsInLastDay(view.attempts, now(), this.monoNow()).length);
     metrics.unresolvedAttempts.set(this.label, view.attempts.filter((a) => a.outcome === 'unknown' && a.confirmedAt === undefined && a.at > now() - DAY_MS).length);
     const last = lastCountedAttempt(view.attempts);
     if (last) metrics.lastTopupAttempt.set(this.label, last.at / 1000);
@@ -288,8 +289,10 @@ export class Watchdog {
     const { account, ledger, now } = this.deps;
     const view = ledger.view();
     const last = view.attempts.length > 0 ? view.attempts[view.attempts.length - 1] : undefined;
-    const lastCounted = lastCountedAttempt(view.attempts);
-    const cooldownEnd = lastCounted ? lastCounted.at + account.cooldownMs : undefined;
+    // As the policy judges it: the lesser of wall-clock and monotonic time since each attempt.
+    let since = Number.POSITIVE_INFINITY;
+    for (const a of view.attempts) if (counts(a)) since = Math.min(since, sinceAttempt(a, now(), this.monoNow()));
+    const cooldownEnd = since < account.cooldownMs ? now() + (account.cooldownMs - since) : undefined;
     const d = this.lastDecision;
     return {
       account: account.name,
@@ -313,7 +316,7 @@ export class Watchdog {
           }
         : null,
       toppedUpEurosLast24h: Math.round(view.attempts.filter((a) => a.amount !== undefined && a.at > now() - DAY_MS).reduce((sum, a) => sum + a.amount!, 0) * 100) / 100,
-      attemptsLast24h: attemptsInLastDay(view.attempts, now()).length,
+      attemptsLast24h: attemptsInLastDay(view.attempts, now(), this.monoNow()).length,
       maxPerDay: account.maxPerDay,
       cooldownUntil: cooldownEnd !== undefined && cooldownEnd > now() ? iso(cooldownEnd) : null,
       ledger: view.writable ? { writable: true } : { writable: false, problem: view.problem ?? 'unknown' },

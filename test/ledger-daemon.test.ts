@@ -3,7 +3,7 @@
  * lock between two daemons on one host). The simulator hides applied top-ups from the balance
  * (a `lag` fault that never ends), so every further top-up it records would be a duplicate charge.
  */
-import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ledgerFileName } from '../src/ledger.js';
@@ -73,6 +73,75 @@ describe('STATE_DIR deleted while running (6)', () => {
     expect(ledger).toContain('"type":"attempt"');
     expect(await metricValue(first.url, `vonage_ledger_writable${A}`)).toBe(1);
     expect(await metricValue(second.url, `vonage_ledger_writable${A}`)).toBe(0);
+  });
+});
+
+describe('STATE_DIR deleted while running: the races (review of issue 7)', () => {
+  it('a second daemon waiting for the lock takes the empty directory only after the first has written back what it knows', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const state = join(tempDir(), 'state');
+    const env = baseEnv(s.url, { STATE_DIR: state });
+    const first = await daemon(env);
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    const waiting = await daemon(env);
+    await waitFor(async () => (await metricValue(waiting.url, `vonage_ledger_writable${A}`)) === 0, 10_000, waiting.output);
+    rmSync(state, { recursive: true, force: true });
+    const after = polls(s);
+    await waitFor(() => polls(s) >= after + 12, 20_000, () => first.output() + waiting.output());
+    expect(s.appliedTopUps()).toHaveLength(1);
+    const writable = [await metricValue(first.url, `vonage_ledger_writable${A}`), await metricValue(waiting.url, `vonage_ledger_writable${A}`)];
+    expect(writable.sort()).toEqual([0, 1]);
+  });
+
+  it('a daemon started right after the deletion waits before it acts, and finds the attempt written back', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const state = join(tempDir(), 'state');
+    const env = baseEnv(s.url, { STATE_DIR: state });
+    const first = await daemon(env);
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    rmSync(state, { recursive: true, force: true });
+    const newcomer = await daemon(env);
+    const after = polls(s);
+    await waitFor(() => polls(s) >= after + 12, 20_000, () => first.output() + newcomer.output());
+    expect(s.appliedTopUps()).toHaveLength(1);
+  });
+
+  it('with the default schedule (a poll a minute), the attempt is written back within a second, so a restart right after does not top up again', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const state = join(tempDir(), 'state');
+    const env = baseEnv(s.url, { STATE_DIR: state, POLL_SCHEDULE: '* * * * *' });
+    const first = await daemon(env);
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    rmSync(state, { recursive: true, force: true });
+    await waitFor(() => existsSync(join(state, ledgerFileName('e2e'))) && readFileSync(join(state, ledgerFileName('e2e')), 'utf8').includes('"type":"attempt"'), 5_000, first.output);
+    await stop(first);
+    const again = await daemon(env);
+    await waitFor(async () => (await metricValue(again.url, `vonage_topups_skipped_total{account="e2e",reason="cooldown"}`) ?? 0) >= 1, 10_000, again.output);
+    expect(s.appliedTopUps()).toHaveLength(1);
+  });
+});
+
+describe('the same account under a new name', () => {
+  it('keeps its cooldown: the attempts made for the API key under the old name still count', async () => {
+    const s = await simulator({ balance: 5 });
+    hideTopUps(s);
+    const state = tempDir();
+    // The default name is the API key; naming the account later is the natural change.
+    const first = await daemon(baseEnv(s.url, { STATE_DIR: state, VONAGE_ACCOUNT_NAME: '' }));
+    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    await stop(first);
+    const renamed = await daemon(baseEnv(s.url, { STATE_DIR: state, VONAGE_ACCOUNT_NAME: 'prod-eu' }));
+    await waitFor(async () => (await metricValue(renamed.url, `vonage_topups_skipped_total{account="prod-eu",reason="cooldown"}`) ?? 0) >= 2, 10_000, renamed.output);
+    expect(s.appliedTopUps()).toHaveLength(1);
+    expect(renamed.output()).toContain('took over the attempts made for this API key under another account name');
+    await stop(renamed);
+    // And once more, renamed again: the fingerprint carries over.
+    const again = await daemon(baseEnv(s.url, { STATE_DIR: state, VONAGE_ACCOUNT_NAME: 'prod-eu-2' }));
+    await waitFor(async () => (await metricValue(again.url, `vonage_topups_skipped_total{account="prod-eu-2",reason="cooldown"}`) ?? 0) >= 2, 10_000, again.output);
+    expect(s.appliedTopUps()).toHaveLength(1);
   });
 });
 
@@ -147,6 +216,20 @@ describe('signals and cron', () => {
     expect(s.appliedTopUps()).toHaveLength(1);
   });
 
+  it('--once after a CronJob pod was killed in another PID namespace: waits out its lease, takes the lock and tops up', async () => {
+    const s = await simulator({ balance: 5 });
+    const state = tempDir();
+    // The killed pod's lock: a PID that is alive here (1) means nothing in another namespace,
+    // and nobody renews it any more. Its ledger is there too, holding an old attempt.
+    writeFileSync(join(state, 'watchdog.lock'), JSON.stringify({ v: 1, owner: 'killed-pod', pid: 1, host: 'cron-pod-abc', bootId: 'x', pidns: 'pid:[4026532999]', startedAt: new Date().toISOString(), seq: '000000000007' }));
+    writeFileSync(join(state, ledgerFileName('e2e')), encodeRecord({ type: 'attempt', at: Date.now() - 3 * 3_600_000, id: 'old', balance: 4, threshold: 10, account: 'e2e' }));
+    const once = run(['--once'], baseEnv(s.url, { STATE_DIR: state, METRICS_PORT: '0' }));
+    const { code } = await once.exited;
+    expect(code, once.output()).toBe(0);
+    expect(s.appliedTopUps()).toHaveLength(1);
+    expect(once.output()).toContain('took over the STATE_DIR lock from a watchdog that has stopped');
+  });
+
   it('--once with an unusable STATE_DIR fails at once with the reason, and asks Vonage nothing', async () => {
     const s = await simulator({ balance: 5 });
     const once = run(['--once'], baseEnv(s.url, { STATE_DIR: '/proc/nonexistent', METRICS_PORT: '0' }));
@@ -158,6 +241,19 @@ describe('signals and cron', () => {
 });
 
 describe('amounts', () => {
+  it('counts one rise once: a lost answer that applied nothing, then a success, add 20 EUR, not 40, and the lost one stays unresolved', async () => {
+    const s = await simulator({ balance: 5 });
+    s.setFault({ kind: 'reset', endpoint: 'topup', count: 1 }); // the first request: nothing applied, outcome unknown
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir(), TOPUP_COOLDOWN: '3s', TOPUP_MAX_PER_DAY: '5' }));
+    await waitFor(() => s.appliedTopUps().length === 1, 20_000, d.output);
+    await waitFor(async () => (await metricValue(d.url, `vonage_topped_up_euros_total${A}`)) === 20, 10_000, d.output);
+    const after = polls(s);
+    await waitFor(() => polls(s) >= after + 4, 10_000, d.output);
+    expect(await metricValue(d.url, `vonage_topped_up_euros_total${A}`)).toBe(20);
+    expect(await metricValue(d.url, `vonage_topup_unresolved_attempts${A}`)).toBe(1);
+    expect(d.output()).not.toContain('treating it as applied');
+  });
+
   it('learns what a top-up added from the balance rise, logs it, exports it and reports it', async () => {
     const s = await simulator({ balance: 5 });
     const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir() }));

@@ -5,7 +5,7 @@
  * for (4), and the ordering check that keeps two writers from both sending.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, linkSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -136,6 +136,50 @@ describe('Ledger: damaged files only ever make it more careful (7)', () => {
       expect(l.claim(low(T0), settings).decision).toMatchObject({ action: 'skip', reason: 'ledger_unavailable' });
     });
   }
+
+  it('an attempt that never left, stamped by a clock days ahead, does not push real attempts out of memory', () => {
+    const DAY = 24 * 60 * MIN;
+    const text =
+      attemptLine('real', T0 - 5 * MIN) +
+      encodeRecord({ type: 'outcome', at: T0 - 5 * MIN, id: 'real', outcome: 'success' }) +
+      attemptLine('ahead', T0 + 8 * DAY) +
+      encodeRecord({ type: 'outcome', at: T0 + 8 * DAY, id: 'ahead', outcome: 'not_sent', reason: 'connection_refused' });
+    expect(parseLedger(text)).toMatchObject({ attempts: [{ id: 'real' }, { id: 'ahead', outcome: 'not_sent' }] });
+  });
+
+  it('reads a time beyond what a date can hold as damage (a torn attempt dated otherwise), never as a date that crashes a message', () => {
+    const text = `{"v":1,"type":"attempt","at":9000000000000000,"id":"far","balance":4,"threshold":10,"account":"acct"}\n`;
+    const parsed = parseLedger(text, T0);
+    expect(parsed).toMatchObject({ attempts: [{ at: T0, outcome: 'unknown', reason: 'torn_record' }] });
+  });
+
+  it('drops the NUL bytes a power cut leaves behind instead of calling the ledger corrupt', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, ledgerFileName('acct')), Buffer.concat([Buffer.from(attemptLine('x', T0 - 60 * MIN)), Buffer.alloc(4096)]));
+    const l = open(dir, () => T0);
+    expect(l.view()).toMatchObject({ writable: true, attempts: [{ id: 'x' }] });
+  });
+
+  it('reads a line longer than any record as one unreadable line, whatever its length', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, ledgerFileName('acct')), `${attemptLine('x', T0)}${'{'.repeat(3 * 1024 * 1024)}\n${attemptLine('y', T0 + 1)}`);
+    const l = open(dir, () => T0);
+    expect(l.view().writable).toBe(false);
+    expect(l.view().problem).toMatch(/a line longer than 1048576 bytes at line 2/);
+  });
+
+  it('after a crash between the archive link and the rename of a compaction, the archive name on the live ledger is dropped', () => {
+    const dir = tempDir();
+    const file = join(dir, ledgerFileName('acct'));
+    writeFileSync(file, attemptLine('x', T0));
+    writeFileSync(`${file}.compact.tmp`, attemptLine('x', T0));
+    const archive = join(dir, 'topups-acct.archive-20261127T000000Z-deadbeef.jsonl');
+    linkSync(file, archive);
+    open(dir, () => T0).close();
+    expect(existsSync(archive)).toBe(false);
+    expect(existsSync(`${file}.compact.tmp`)).toBe(false);
+    expect(readFileSync(file, 'utf8')).toContain('"id":"x"');
+  });
 
   it('opens a ledger of 130,000 attempts (a cap of 1,000 a day for 130 days) and compacts it into an archive that keeps every line', () => {
     const dir = tempDir();
@@ -312,9 +356,9 @@ describe('StateDir lock (3, 4)', () => {
 
   it('a second watchdog in the same process is refused while the first lives, and takes over when it closes or crashes', () => {
     const dir = tempDir();
-    const first = StateDir.open(dir, { leaseMs });
+    const first = StateDir.open(dir, { leaseMs, probationMs: 0 });
     opened.push(first);
-    const second = StateDir.open(dir, { leaseMs });
+    const second = StateDir.open(dir, { leaseMs, probationMs: 0 });
     opened.push(second);
     expect(first.held).toBe(true);
     expect(second.held).toBe(false);
@@ -328,7 +372,7 @@ describe('StateDir lock (3, 4)', () => {
     const dir = tempDir();
     const child = spawn(process.execPath, ['-e', `
       import(${JSON.stringify(resolve(__dirname, '../dist/state-lock.js'))}).then(({ StateDir }) => {
-        const s = StateDir.open(${JSON.stringify(dir)}, { leaseMs: ${leaseMs} });
+        const s = StateDir.open(${JSON.stringify(dir)}, { leaseMs: ${leaseMs}, probationMs: 0 });
         process.stdout.write(s.held ? 'held\\n' : 'refused\\n');
         setInterval(() => {}, 1000);
       });`], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -339,7 +383,7 @@ describe('StateDir lock (3, 4)', () => {
       // Pretend the holder is in another container: another host name and PID namespace. Only the
       // lease may decide, and the live holder keeps renewing it.
       const lock = join(dir, LOCK_FILE);
-      const mine = StateDir.open(dir, { leaseMs });
+      const mine = StateDir.open(dir, { leaseMs, probationMs: 0 });
       opened.push(mine);
       expect(mine.held).toBe(false);
       const seenAlive = Date.now();
@@ -359,7 +403,7 @@ describe('StateDir lock (3, 4)', () => {
     const dir = tempDir();
     writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ v: 1, owner: 'x', pid: 1, host: 'another-container', bootId: 'other', pidns: 'pid:[1]', seq: '000000000001' }));
     const started = performance.now();
-    const s = StateDir.open(dir, { leaseMs });
+    const s = StateDir.open(dir, { leaseMs, probationMs: 0 });
     opened.push(s);
     expect(s.held).toBe(false);
     await waitFor(() => s.verify() === undefined, 10_000, () => String(s.problem));
@@ -393,6 +437,32 @@ describe('StateDir lock (3, 4)', () => {
     }
     // Liveness: the race is not won by nobody.
     expect(winners).toBe(trials);
+  });
+});
+
+describe('StateDir probation', () => {
+  it('on a STATE_DIR without any ledger, holds the lock file at once but acts only after the probation', async () => {
+    const dir = tempDir();
+    const s = StateDir.open(dir, { probationMs: 300 });
+    opened.push(s);
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(true);
+    expect(s.held).toBe(false);
+    expect(s.problem).toMatch(/holds no ledger yet, so this watchdog waits 0.3s before it acts/);
+    const started = performance.now();
+    await s.whenSettled(5000);
+    expect(s.held).toBe(true);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
+  it('needs none where a ledger already is, nor when it takes back its own lock', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, ledgerFileName('acct')), '');
+    const s = StateDir.open(dir, { probationMs: 60_000 });
+    opened.push(s);
+    expect(s.held).toBe(true);
+    rmSync(join(dir, LOCK_FILE));
+    rmSync(join(dir, ledgerFileName('acct')));
+    expect(s.verify()).toBeUndefined();
   });
 });
 

@@ -136,9 +136,15 @@ describe('attributeRise: the amount a refill added, learnt from the balance', ()
     const out = attributeRise([a('new', 'success', 5, at + 10), a('old', 'success', 5, at)], reading(25, at + 1000), floors({}));
     expect(out).toEqual([{ attempt: a('old', 'success'), amount: 20 }]);
   });
-  it('confirms an unknown outcome the balance now exceeds, without an amount when the rise went to another', () => {
-    const out = attributeRise([a('s', 'success', 5, at), a('u', 'unknown', 6, at + 10)], reading(25, at + 1000), floors({}));
-    expect(out).toEqual([{ attempt: a('s', 'success'), amount: 20 }, { attempt: a('u', 'unknown', 6, at + 10) }]);
+  it('gives a rise to a success before an older attempt of unknown outcome, which stays unresolved', () => {
+    // A lost answer (nothing applied) then a success: the one rise is the success's, and the
+    // unknown one must not be "confirmed" by it (that would silence its alert).
+    const out = attributeRise([a('u', 'unknown', 5, at), a('s', 'success', 5, at + 10)], reading(25, at + 1000), floors({}));
+    expect(out).toEqual([{ attempt: a('s', 'success', 5, at + 10), amount: 20 }]);
+  });
+  it('gives a rise to the oldest unknown outcome when no success waits', () => {
+    const out = attributeRise([a('u2', 'unknown', 5, at + 10), a('u1', 'unknown', 5, at)], reading(25, at + 1000), floors({}));
+    expect(out).toEqual([{ attempt: a('u1', 'unknown'), amount: 20 }]);
   });
   it('ignores failed and not-sent attempts, readings older than the attempt, confirmed ones, and day-old ones', () => {
     expect(attributeRise([a('f', 'failed'), a('n', 'not_sent')], reading(25, at + 1000), floors({}))).toEqual([]);

@@ -162,3 +162,23 @@ describe('wall-clock steps under libfaketime (built daemon)', () => {
     expect(last!.body.reason).toMatch(/^a cycle has been running for \d+s, longer than its bound of \d+s$/);
   });
 });
+
+describe('a forward step never ends a cooldown or empties the cap early (review of issue 7)', () => {
+  for (const step of ['+2h', '+1d']) {
+    it(`stepped ${step} right after a top-up: no second top-up while the real hour of cooldown lasts`, async () => {
+      const s = await simulator(5);
+      // The applied top-up stays hidden from the balance: a second one would be a duplicate charge.
+      s.setFault({ kind: 'lag', lagPolls: 1_000_000 });
+      const clock = offsetFile('+0');
+      const d = await daemonUnderFaketime(s, clock, { env: { TOPUP_COOLDOWN: '1h', TOPUP_MAX_PER_DAY: '1' } });
+      await waitFor(() => s.appliedTopUps().length === 1, 15_000, d.output);
+      clock.set(step);
+      await waitFor(async () => ((await steps(d.url, 'forward')) ?? 0) >= 1, 10_000, d.output);
+      const before = balanceReads(s);
+      await waitFor(() => balanceReads(s) >= before + 6, 15_000, d.output);
+      expect(s.appliedTopUps()).toHaveLength(1);
+      const skipped = (reason: string) => metricValue(d.url, `vonage_topups_skipped_total{account="e2e",reason="${reason}"}`);
+      expect((await skipped('cooldown')) ?? 0).toBeGreaterThanOrEqual(5);
+    });
+  }
+});

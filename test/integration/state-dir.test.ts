@@ -5,12 +5,12 @@
  * that never ends), so every top-up after the first would be a duplicate charge.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statfsSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
-import { MAIN, baseEnv, freePort, metricValue, startDaemon, stop, tempDir, waitFor, type Child } from '../helpers/daemon.js';
+import { MAIN, baseEnv, freePort, metricValue, run, startDaemon, stop, tempDir, waitFor, type Child } from '../helpers/daemon.js';
 import { requireProgram, requireRoot } from './helpers/system.js';
 
 requireRoot();
@@ -137,6 +137,19 @@ describe('a full disk under the ledger (5)', () => {
     const polls = s.requests().filter((r) => r.endpoint === 'balance').length;
     await waitFor(() => s.requests().filter((r) => r.endpoint === 'balance').length >= polls + 6, 15_000, d.output);
     expect(s.appliedTopUps()).toHaveLength(1);
+
+    // --check-config says so too while the disk is nearly full: room for its probe, not for the ledger.
+    const free = () => Number(statfsSync(mnt).bavail) * Number(statfsSync(mnt).bsize);
+    const refill = openSync(filler, 'w');
+    try {
+      while (free() > 12 * 1024) writeSync(refill, page);
+    } finally {
+      closeSync(refill);
+    }
+    const check = run(['--check-config'], baseEnv(s.url, { STATE_DIR: state, METRICS_PORT: '0' }));
+    expect((await check.exited).code, check.output()).toBe(78);
+    expect(check.output()).toMatch(/STATE_DIR: .* has \d+ bytes free; the ledger needs at least 16384 to record a top-up before sending it/);
+    unlinkSync(filler);
 
     // And a restart remembers it.
     await stop(d);

@@ -79,3 +79,46 @@ describe('stale-lock takeover race (issue 7, defect 4)', () => {
     expect(none).toBe(0);
   });
 });
+
+/**
+ * The races of a deleted STATE_DIR (found by the review of issue 7): the holder must get its
+ * memory back on disk before a newcomer, or a watchdog already waiting for the lock, acts on the
+ * empty directory. Several trials of each, since the harm was a race won half the time.
+ */
+describe('STATE_DIR deleted under a running watchdog, with a second one at hand', () => {
+  const TRIALS_EACH = Number(process.env.RM_RACE_TRIALS ?? 5);
+  for (const variant of ['a second watchdog already waiting for the lock', 'a second watchdog started right after the deletion'] as const) {
+    it(`${variant}: ${TRIALS_EACH} trials, never a second top-up`, async () => {
+      const { rmSync: rm } = await import('node:fs');
+      const { startDaemon: start, stop, waitFor } = await import('../helpers/daemon.js');
+      let doubles = 0;
+      for (let t = 0; t < TRIALS_EACH; t++) {
+        const sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, trx: TRX, balance: 5, topUpAmount: 20 });
+        sim.setFault({ kind: 'lag', lagPolls: 1_000_000 });
+        const state = join(mkdtempSync(join(base, 'rm-')), 'state');
+        const env = baseEnv(sim.url, { STATE_DIR: state });
+        const first = await start(env);
+        const others: Awaited<ReturnType<typeof start>>[] = [];
+        try {
+          await waitFor(() => sim.appliedTopUps().length === 1, 15_000, first.output);
+          if (variant === 'a second watchdog already waiting for the lock') {
+            const waiting = await start(env);
+            others.push(waiting);
+            await waitFor(() => waiting.output().includes('locked by another watchdog'), 10_000, waiting.output);
+          }
+          rm(state, { recursive: true, force: true });
+          if (variant === 'a second watchdog started right after the deletion') others.push(await start(env));
+          const polls = () => sim.requests().filter((r) => r.endpoint === 'balance').length;
+          const after = polls();
+          await waitFor(() => polls() >= after + 12, 30_000, () => first.output() + others.map((o) => o.output()).join('\n'));
+          if (sim.appliedTopUps().length > 1) doubles += 1;
+          expect(sim.appliedTopUps(), `${variant}, trial ${t}`).toHaveLength(1);
+        } finally {
+          for (const c of [first, ...others]) await stop(c);
+          await sim.close();
+        }
+      }
+      figure(`STATE_DIR deleted, ${variant}: trials / trials with a second top-up`, `${TRIALS_EACH} / ${doubles}`);
+    });
+  }
+});

@@ -274,7 +274,7 @@ async function runScripted(input: { settings: Settings; steps: Step[] }): Promis
   };
   let { ledger, w } = open();
   const check = (where: string) => {
-    const bad = violation(client.calls, input.settings, !clock.forwardJumped);
+    const bad = violation(client.calls, input.settings, !clock.forwardJumped) ?? model.sameIncarnationViolation();
     if (bad) throw new Error(`invariant broken after ${where}: ${bad}`);
   };
   try {
@@ -287,7 +287,7 @@ async function runScripted(input: { settings: Settings; steps: Step[] }): Promis
           stats.cycles += 1;
           model.startCycle();
           client.setStep(s.script, s.topUp, s.t === 'cycle' ? [s.hops] : [1]);
-          const want = model.mustTopUp(s.script, clock.wall());
+          const want = model.mustTopUp(s.script, clock.wall(), clock.trueNow);
           const before = client.calls.length;
           if (s.t === 'cycle') await w.runCycle();
           else {
@@ -339,7 +339,7 @@ async function runScripted(input: { settings: Settings; steps: Step[] }): Promis
           // A cycle whose top-up never answers; the process dies with the attempt recorded and no outcome.
           model.startCycle();
           client.setStep(s.script, 'hang');
-          const want = model.mustTopUp(s.script, clock.wall());
+          const want = model.mustTopUp(s.script, clock.wall(), clock.trueNow);
           const before = client.calls.length;
           const hung = new Promise<void>((r) => (client.hung = r));
           await Promise.race([w.runCycle(), hung]);
@@ -377,7 +377,7 @@ async function runScripted(input: { settings: Settings; steps: Step[] }): Promis
     const status = w.status();
     stats.statusChecks += 1;
     expectNoSecret(JSON.stringify(status), 'status');
-    if (!model.broken) expect(status.attemptsLast24h).toBe(model.countInLastDay(clock.wall()));
+    if (!model.broken) expect(status.attemptsLast24h).toBe(model.countInLastDay(clock.wall(), clock.trueNow));
   } finally {
     ledger.close();
   }
@@ -547,7 +547,7 @@ describe('model: policy + real ledger + watchdog + real client over HTTP to the 
               if (s.t === 'cycle' || s.t === 'crash') {
                 model.startCycle();
                 arrange(s.balance, s.t === 'crash' ? 'hang' : s.topUp);
-                const want = model.mustTopUp(asScript(s.balance), clock.wall());
+                const want = model.mustTopUp(asScript(s.balance), clock.wall(), clock.trueNow);
                 const before = calls.length;
                 if (s.t === 'cycle') await w.runCycle();
                 else {

@@ -50,6 +50,13 @@ export const counts = (c: Call) => c.kind !== 'refused';
 export class Model {
   /** Every attempt that counts (all but provably-not-sent), in the order they were made. */
   readonly counted: Call[] = [];
+  /**
+   * Which process incarnation made each counted attempt. An attempt made since the last
+   * (re)start is judged on true elapsed time too (the daemon knows its monotonic time), so a
+   * forward wall-clock jump cannot end its cooldown or empty the cap; older ones on the wall clock.
+   */
+  private readonly epochOf = new Map<Call, number>();
+  private epoch = 0;
   /** The ledger could not be read at the last (re)open. */
   broken = false;
   /** A corrupt record is in the file (read before the next decision, and at every open). */
@@ -67,10 +74,16 @@ export class Model {
 
   reopened(): void {
     this.broken = this.corruptOnDisk;
+    this.epoch += 1;
+  }
+
+  private since(c: Call, wallNow: number, trueNow: number | undefined): number {
+    const wall = wallNow - c.wallAt;
+    return trueNow !== undefined && this.epochOf.get(c) === this.epoch ? Math.min(wall, trueNow - c.trueAt) : wall;
   }
 
   /** Whether one sequential cycle must send a top-up. */
-  mustTopUp(script: readonly BalanceResult[], wallNow: number): boolean {
+  mustTopUp(script: readonly BalanceResult[], wallNow: number, trueNow?: number): boolean {
     const r = readingOf(script, wallNow);
     if (!r) return false; // never on a failed reading
     if (!(r.value < THRESHOLD)) return false;
@@ -80,9 +93,10 @@ export class Model {
     if (this.broken) return false; // never without a durable record first
     const last = this.counted.reduce<number | undefined>((m, c) => (m === undefined || c.wallAt > m ? c.wallAt : m), undefined);
     if (last !== undefined && r.at <= last) return false; // the reading must postdate the last attempt
-    if (last !== undefined && wallNow < last + this.s.cooldownMs) return false;
-    // Rolling 24 h on the wall clock; attempts stamped in the future count too.
-    if (this.counted.filter((c) => c.wallAt > wallNow - DAY).length >= this.s.maxPerDay) return false;
+    // Cooldown and rolling 24 h: on the wall clock, and on true time for this incarnation's attempts;
+    // attempts stamped in the future count too.
+    if (this.counted.some((c) => this.since(c, wallNow, trueNow) < this.s.cooldownMs)) return false;
+    if (this.counted.filter((c) => this.since(c, wallNow, trueNow) < DAY).length >= this.s.maxPerDay) return false;
     return true;
   }
 
@@ -93,11 +107,37 @@ export class Model {
   }
 
   record(call: Call): void {
-    if (counts(call)) this.counted.push(call);
+    if (!counts(call)) return;
+    this.counted.push(call);
+    this.epochOf.set(call, this.epoch);
   }
 
-  countInLastDay(wallNow: number): number {
-    return this.counted.filter((c) => c.wallAt > wallNow - DAY).length;
+  /**
+   * The invariant the monotonic clock adds: attempts of one incarnation are a cooldown apart in
+   * true time, and never more than the cap in 24 h of true time, whatever the wall clock did.
+   */
+  sameIncarnationViolation(): string | undefined {
+    const byEpoch = new Map<number, Call[]>();
+    for (const c of this.counted) {
+      const e = this.epochOf.get(c)!;
+      byEpoch.set(e, [...(byEpoch.get(e) ?? []), c]);
+    }
+    for (const calls of byEpoch.values()) {
+      const sorted = [...calls].sort((a, b) => a.trueAt - b.trueAt);
+      for (let i = 1; i < sorted.length; i++) {
+        const gap = sorted[i]!.trueAt - sorted[i - 1]!.trueAt;
+        if (gap < this.s.cooldownMs) return `one incarnation sent two attempts ${gap} ms apart in true time (cooldown ${this.s.cooldownMs} ms)`;
+      }
+      for (const c of sorted) {
+        const n = sorted.filter((x) => x.trueAt > c.trueAt - DAY && x.trueAt <= c.trueAt).length;
+        if (n > this.s.maxPerDay) return `one incarnation sent ${n} attempts in 24 h of true time (cap ${this.s.maxPerDay})`;
+      }
+    }
+    return undefined;
+  }
+
+  countInLastDay(wallNow: number, trueNow?: number): number {
+    return this.counted.filter((c) => this.since(c, wallNow, trueNow) < DAY).length;
   }
 }
 
