@@ -19,6 +19,11 @@ import { Watchdog, type CycleResult } from './watchdog.js';
 
 export interface DaemonDeps {
   now?: () => number;
+  /**
+   * The monotonic clock for reading ages, cooldowns and readiness. Defaults to performance.now,
+   * or to `now` when only `now` is injected: a test that drives time drives both clocks.
+   */
+  monoNow?: () => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   logDestination?: DestinationStream;
   log?: Logger;
@@ -36,6 +41,7 @@ export interface Parts {
   /** The STATE_DIR lock shared by every ledger; close it after them. */
   stateDir: StateDir;
   now: () => number;
+  monoNow: () => number;
   /** Resolves once the STATE_DIR lock is settled (taken, or seen held by a live watchdog): bounded. */
   settled(): Promise<void>;
   /** Closes the ledgers and releases the lock. */
@@ -78,6 +84,7 @@ const abortableSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined
 
 export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
   const now = deps.now ?? Date.now;
+  const monoNow = deps.monoNow ?? deps.now ?? (() => performance.now());
   // Metrics first: the logger counts the lines it drops when stdout is not read.
   const metrics = createMetrics(new Registry(), config.accounts, VERSION);
   const log =
@@ -102,9 +109,10 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       account,
       timeoutMs: config.httpTimeoutMs,
       now,
+      monoNow,
       observe: (endpoint, seconds) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds),
     });
-    return new Watchdog({ account, client, ledger, metrics, log, now, sleep: deps.sleep ?? abortableSleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS });
+    return new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep: deps.sleep ?? abortableSleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS });
   });
   for (const w of config.warnings) log.warn(w);
   return {
@@ -114,6 +122,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     ledgers,
     stateDir,
     now,
+    monoNow,
     // A lock left by a watchdog in another container is trusted for one lease: wait that out once
     // at start-up, so the first cycle after a crash can already top up.
     settled: () => stateDir.whenSettled(DEFAULT_LEASE_MS + DEFAULT_PROBATION_MS + 1000),
@@ -185,7 +194,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       if (w.lastSuccessMono === undefined) return { ok: false, reason: `${w.name}: no successful balance poll yet` };
       if (!w.lastPollOk) return { ok: false, reason: `${w.name}: the latest balance poll failed` };
       // Monotonic: after a backward clock step, a wall-clock age would go negative and pass.
-      const age = performance.now() - w.lastSuccessMono;
+      const age = parts.monoNow() - w.lastSuccessMono;
       if (age > staleAfterMs) return { ok: false, reason: `${w.name}: last successful poll is ${Math.round(age / 1000)}s old` };
     }
     return { ok: true };

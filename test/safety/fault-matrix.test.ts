@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { buildParts, cycleBoundMs, startDaemon } from '../../src/daemon.js';
+import { buildParts, cycleBoundMs, settleLedgers, startDaemon } from '../../src/daemon.js';
 import { ledgerFileName } from '../../src/ledger.js';
 import { startSimulator, type SimFault, type Simulator } from '../../src/simulator/simulator.js';
 import { createVonageClient, type VonageClient } from '../../src/vonage-client.js';
@@ -119,15 +119,17 @@ async function inProcessDaemon(sim: Simulator, dir: string, log: LogSink, clock:
 async function splitDaemon(sim: Simulator, dir: string, log: LogSink, clock: ReturnType<typeof offsetClock>, rs: ReturnType<typeof recordingSleep>) {
   const config = loadConfig(daemonEnv(sim.url, dir));
   const parts = buildParts(config, { logDestination: log, now: clock.now, sleep: rs.sleep });
+  // As the daemon does before its first cycle: let the STATE_DIR lock settle (a fresh one waits out its probation).
+  await settleLedgers(parts);
   const account = config.accounts[0]!;
-  const live = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now: clock.now });
-  const dead = createVonageClient({ account: { ...account, baseUrl: `http://127.0.0.1:${await freePort()}` }, timeoutMs: config.httpTimeoutMs, now: clock.now });
+  const live = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now: clock.now, monoNow: clock.now });
+  const dead = createVonageClient({ account: { ...account, baseUrl: `http://127.0.0.1:${await freePort()}` }, timeoutMs: config.httpTimeoutMs, now: clock.now, monoNow: clock.now });
   const state = { refuse: true };
   const client: VonageClient = {
     getBalance: (signal) => live.getBalance(signal),
     topUp: (trx, signal) => (state.refuse ? dead : live).topUp(trx, signal),
   };
-  const w = new Watchdog({ account, client, ledger: parts.ledgers[0]!, metrics: parts.metrics, log: parts.log, now: clock.now, sleep: rs.sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: 3 });
+  const w = new Watchdog({ account, client, ledger: parts.ledgers[0]!, metrics: parts.metrics, log: parts.log, now: clock.now, monoNow: clock.now, sleep: rs.sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: 3 });
   const h: Harness = {
     tick: async () => {
       await w.runCycle();

@@ -24,7 +24,7 @@ import fc from 'fast-check';
 import type { DestinationStream } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, describeConfig, loadConfig, type Config } from '../../src/config.js';
-import { buildParts, type Parts } from '../../src/daemon.js';
+import { buildParts, settleLedgers, type Parts } from '../../src/daemon.js';
 import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, VonageError } from '../../src/errors.js';
 import { createVonageClient, type VonageClient } from '../../src/vonage-client.js';
 import type { CycleResult, Watchdog } from '../../src/watchdog.js';
@@ -225,7 +225,8 @@ describe('A. fuzzed Vonage answers through the real client and a real Watchdog',
 
   it(`balance: the same ${N_BALANCE_BODIES} answers through a real Watchdog (threshold 1000): never a top-up on a malformed balance`, async () => {
     const started = performance.now();
-    const { watchdog, advance } = watchdogParts('balance-watchdog');
+    const { parts: balanceParts, watchdog, advance } = watchdogParts('balance-watchdog');
+    await settleLedgers(balanceParts);
     const violations: string[] = [];
     server.balanceQueue.push(...balanceItems);
     let cycles = 0;
@@ -346,6 +347,7 @@ describe('A. fuzzed Vonage answers through the real client and a real Watchdog',
   it(`top-up: the same ${N_TOPUP_BODIES} answers through a real Watchdog; every sent attempt is in the ledger`, async () => {
     const started = performance.now();
     const { parts, watchdog, advance } = watchdogParts('topup-watchdog');
+    await settleLedgers(parts);
     const violations: string[] = [];
     server.topUpQueue.push(...topUpItems);
     const outcomes: string[] = [];
