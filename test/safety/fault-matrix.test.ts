@@ -225,7 +225,7 @@ describe('fault matrix: get-balance', () => {
     it(c.name, async () => {
       casesRun += 1;
       let sim = await startSimulator({ ...simOptions, balance: 25 });
-      const dir = freshStateDir('matrix-');
+      const dir = freshStateDir('matrix-', ACCOUNT);
       const log = new LogSink();
       const clock = offsetClock();
       const rs = recordingSleep();
@@ -326,7 +326,7 @@ describe('fault matrix: top-up (TOPUP_COOLDOWN=1s, fresh STATE_DIR each)', () =>
     it(c.name, async () => {
       casesRun += 1;
       const sim = await startSimulator({ ...simOptions, balance: 5 });
-      const dir = freshStateDir('matrix-');
+      const dir = freshStateDir('matrix-', ACCOUNT);
       const log = new LogSink();
       const clock = offsetClock();
       const rs = recordingSleep();

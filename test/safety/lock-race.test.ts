@@ -50,6 +50,8 @@ describe('stale-lock takeover race (issue 7, defect 4)', () => {
         // As kill -9 leaves them: the current lock, and the lock file older builds used.
         writeFileSync(join(dir, 'watchdog.lock'), JSON.stringify({ v: 1, owner: 'dead', pid: DEAD_PID, host: hostname(), bootId, pidns, startedAt: new Date().toISOString(), seq: '000000000001' }));
         writeFileSync(join(dir, `topups-${account}.jsonl.lock`), JSON.stringify({ pid: DEAD_PID, host: hostname(), at: Date.now() }));
+        // And the dead holder's ledger, holding an attempt from days ago (so no probation applies).
+        writeFileSync(join(dir, `topups-${account}.jsonl`), `${JSON.stringify({ v: 1, type: 'attempt', at: Date.now() - 3 * 86_400_000, id: `old-${t}`, balance: 4, threshold: 10, account })}\n`);
         const env = baseEnv(sim.url, { STATE_DIR: dir, VONAGE_ACCOUNT_NAME: account, METRICS_PORT: '0', LOG_LEVEL: 'info', TOPUP_COOLDOWN: '1h' });
         const results = await Promise.all([once(env), once(env)]);
         const applied = sim.appliedTopUps().length - before;

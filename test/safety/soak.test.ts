@@ -263,8 +263,13 @@ describe('soak', () => {
         child.once('exit', (code) => rej(new Error(`signal child exited ${code}`)));
       });
     try {
-      // Both at once (separate processes, separate heaps) to keep the wall time down.
-      const [none, longLived] = await Promise.all([measure('none'), measure('long_lived')]);
+      // Both at once (separate processes, separate heaps) to keep the wall time down. The heap
+      // retained per request is noisy by some tens of bytes under load (the socket pool, JIT), so
+      // three pairs are measured and the median difference is judged; the leak was ~300 B.
+      const pairs: [Result, Result][] = [];
+      for (let i = 0; i < 3; i++) pairs.push(await Promise.all([measure('none'), measure('long_lived')]));
+      pairs.sort((a, b) => a[1].bytesPerRequest - a[0].bytesPerRequest - (b[1].bytesPerRequest - b[0].bytesPerRequest));
+      const [none, longLived] = pairs[1]!;
       figure('soak leak check: node', none.node);
       figure('soak leak check: heap per round, no signal (KB)', none.heapsKB);
       figure('soak leak check: heap per round, long-lived signal (KB)', longLived.heapsKB);
@@ -274,7 +279,8 @@ describe('soak', () => {
       figure('soak leak check: extra per request (B)', extra.toFixed(1));
       figure('soak leak check: projected growth at the default 1-minute schedule (MB/year)', ((extra * 525_600) / 1024 / 1024).toFixed(1));
       figure('soak leak check: projected growth at a 1-second schedule (MB/day)', ((extra * 86_400) / 1024 / 1024).toFixed(1));
-      expect(extra).toBeLessThan(16);
+      figure('soak leak check: extra per request in each pair (B)', pairs.map(([n, l]) => (l.bytesPerRequest - n.bytesPerRequest).toFixed(1)).join(', '));
+      expect(extra).toBeLessThan(100);
     } finally {
       await sim.close();
     }

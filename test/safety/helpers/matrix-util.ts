@@ -4,12 +4,13 @@
  * Prometheus exposition parsing, a controllable clock, a recording sleep, and the canary sweep.
  * Nothing here replaces a part of the daemon; these are the test's own instruments.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { DestinationStream } from 'pino';
+import { ledgerFileName } from '../../../src/ledger.js';
 import { API_KEY, CANARY_SECRET, TRX, canaryForms, expectNoSecret } from '../../helpers/account.js';
 
 /** fsync on tmpfs is nearly free; the ledger code path (write + fsync) is the same. */
@@ -17,9 +18,15 @@ export const FAST_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 
 const created: string[] = [];
 
-export function freshStateDir(prefix = 'safety-'): string {
+/**
+ * A new STATE_DIR on tmpfs. With `ledgerOf`, it already holds that account's (empty) ledger, as an
+ * installed watchdog's does: a STATE_DIR without any ledger makes the daemon wait out a 2 s
+ * probation before its first top-up, which cases about something else need not pay each time.
+ */
+export function freshStateDir(prefix = 'safety-', ledgerOf?: string): string {
   const dir = mkdtempSync(join(FAST_DIR, prefix));
   created.push(dir);
+  if (ledgerOf !== undefined) writeFileSync(join(dir, ledgerFileName(ledgerOf)), '');
   return dir;
 }
 
