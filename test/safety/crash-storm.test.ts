@@ -299,7 +299,10 @@ describe('kill -9 storm', () => {
     // The storm really exercised what it claims to.
     const landed = (k: Kind) => r.restarts.filter((x) => x.kind === k && x.landed).length;
     expect(r.restarts.length).toBeGreaterThanOrEqual(100);
-    expect(applied.length).toBeGreaterThanOrEqual(20);
+    // Liveness: the storm's top-ups come from the restarts drawn to make one (the random ones
+    // mostly land inside a cooldown), so the floor follows the draw: every restart killed after
+    // Vonage applied (before the outcome was written, or while the answer was held) left money.
+    expect(applied.length).toBeGreaterThanOrEqual(Math.max(10, landed('failpoint_before_outcome') + landed('held_hang')));
     expect(landed('failpoint_after_attempt')).toBeGreaterThanOrEqual(5);
     expect(landed('failpoint_before_outcome')).toBeGreaterThanOrEqual(3);
     expect(landed('held_hang') + landed('held_slow')).toBeGreaterThanOrEqual(5);
