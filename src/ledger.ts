@@ -50,6 +50,7 @@ import {
   type LineResult,
 } from './ledger-records.js';
 import { decide, type Attempt, type Decision, type LedgerView, type PolicySettings, type Reading } from './policy.js';
+import { closeQuietly, errorCode, syncDir } from './fs-util.js';
 import { StateDir } from './state-lock.js';
 
 export { parseLedger } from './ledger-records.js';
@@ -101,10 +102,6 @@ export interface Claim {
   attempt?: Attempt;
 }
 
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'error';
-}
 
 function defaultFreeBytes(dir: string): number | undefined {
   try {
@@ -115,18 +112,6 @@ function defaultFreeBytes(dir: string): number | undefined {
   }
 }
 
-function syncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the file's own fsync is the best we have.
-  }
-}
 
 const stamp = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 
@@ -565,13 +550,7 @@ export class Ledger {
   }
 
   private closeFd(): void {
-    if (this.fd !== undefined) {
-      try {
-        closeSync(this.fd);
-      } catch {
-        // Already closed.
-      }
-    }
+    closeQuietly(this.fd);
     this.fd = undefined;
     this.ino = undefined;
     this.dev = undefined;

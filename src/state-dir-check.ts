@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { createDirectory } from './ensure-dir.js';
+import { closeQuietly, createDirectory, errorCode } from './fs-util.js';
 import { MIN_FREE_BYTES } from './ledger.js';
 
 export type StateDirCheck = { ok: true } | { ok: false; problem: string };
@@ -81,13 +81,6 @@ function quote(path: string): string {
   return JSON.stringify(path);
 }
 
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Already reported: the step that failed is the problem.
-  }
-}
 
 function removeQuietly(path: string): void {
   try {
@@ -97,7 +90,3 @@ function removeQuietly(path: string): void {
   }
 }
 
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[A-Z0-9_]{1,32}$/.test(code) ? code : 'error';
-}

@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ensureDir } from './ensure-dir.js';
+import { closeQuietly, ensureDir, errorCode, syncDir } from './fs-util.js';
 
 export const LOCK_FILE = 'watchdog.lock';
 /** How long a silent lock is trusted. The holder checks it every LEASE_MS / 10 and renews it every other check. */
@@ -79,10 +79,6 @@ const PID_NS = (() => {
   }
 })();
 
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'error';
-}
 
 function isAlive(pid: number): boolean {
   try {
@@ -101,18 +97,6 @@ function describeHolder(h: Holder): string {
   return parts.length > 0 ? parts.join(', ') : 'unknown holder';
 }
 
-function syncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // Some filesystems refuse fsync on a directory; the file's own fsync is the best we have.
-  }
-}
 
 export class StateDir {
   readonly token = randomUUID();
@@ -474,13 +458,7 @@ export class StateDir {
 
   private releaseFd(): void {
     liveTokens.delete(this.token);
-    if (this.fd !== undefined) {
-      try {
-        closeSync(this.fd);
-      } catch {
-        // Already closed.
-      }
-    }
+    closeQuietly(this.fd);
     this.fd = undefined;
     this.ino = undefined;
     this.dev = undefined;

@@ -4,25 +4,12 @@
  */
 import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
+import { describe, expect, it } from 'vitest';
 import { API_KEY, CANARY_SECRET, TRX, expectNoSecret } from './helpers/account.js';
-import { baseEnv, metricValue, run, startDaemon, stop, tempDir, waitFor, type Child } from './helpers/daemon.js';
+import { baseEnv, metricValue, run, stop, tempDir, waitFor } from './helpers/daemon.js';
+import { daemonHarness } from './helpers/harness.js';
 
-let sim: Simulator | undefined;
-const children: Child[] = [];
-afterEach(async () => {
-  for (const c of children.splice(0)) await stop(c);
-  await sim?.close();
-  sim = undefined;
-});
-const simulator = async (opts: Parameters<typeof startSimulator>[0] = {}) =>
-  (sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, trx: TRX, topUpAmount: 20, ...opts }));
-const daemon = async (env: Record<string, string>, cwd?: string) => {
-  const c = await startDaemon(env, cwd);
-  children.push(c);
-  return c;
-};
+const { simulator, daemon } = daemonHarness();
 const A = '{account="e2e"}';
 
 describe('daemon end to end', () => {
@@ -236,14 +223,11 @@ describe('secret canary', () => {
       outputs.push([`${auth} /metrics`, await (await fetch(`${d.url}/metrics`)).text()]);
       outputs.push([`${auth} /status`, await (await fetch(`${d.url}/status`)).text()]);
       await stop(d);
-      children.splice(children.indexOf(d), 1);
       outputs.push([`${auth} logs`, d.output()]);
       for (const f of readdirSync(state)) outputs.push([`${auth} ${f}`, readFileSync(join(state, f), 'utf8')]);
       // The fault runs really exercised failures and top-ups, or this test proves nothing.
       expect(d.output()).toMatch(/"reason":"auth_failed"/);
       expect(s.requests().some((r) => r.endpoint === 'topup')).toBe(true);
-      await s.close();
-      sim = undefined;
     }
     for (const [label, text] of outputs) expectNoSecret(text, label);
   }, 120_000);

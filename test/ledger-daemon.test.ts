@@ -5,31 +5,29 @@
  */
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ledgerFileName } from '../src/ledger.js';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
-import { API_KEY, CANARY_SECRET, TRX } from './helpers/account.js';
-import { baseEnv, metricValue, run, startDaemon, stop, tempDir, waitFor, type Child } from './helpers/daemon.js';
+import type { Simulator } from '../src/simulator/simulator.js';
+import { baseEnv, metricValue, run, stop, tempDir, waitFor } from './helpers/daemon.js';
+import { daemonHarness } from './helpers/harness.js';
 
-let sim: Simulator | undefined;
-const children: Child[] = [];
-afterEach(async () => {
-  for (const c of children.splice(0)) await stop(c);
-  await sim?.close();
-  sim = undefined;
-});
-const simulator = async (opts: Parameters<typeof startSimulator>[0] = {}) =>
-  (sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, trx: TRX, topUpAmount: 20, ...opts }));
-const daemon = async (env: Record<string, string>) => {
-  const c = await startDaemon(env);
-  children.push(c);
-  return c;
-};
+const { simulator, daemon } = daemonHarness();
 const A = '{account="e2e"}';
 // Written by hand, as any earlier version wrote them, so these tests also run against older builds.
 const encodeRecord = (r: Record<string, unknown>) => `${JSON.stringify({ v: 1, ...r })}\n`;
 const hideTopUps = (s: Simulator) => s.setFault({ kind: 'lag', lagPolls: 1_000_000 });
 const polls = (s: Simulator) => s.requests().filter((r) => r.endpoint === 'balance').length;
+
+/** A daemon on STATE_DIR `<tmp>/state` that has made its one top-up (hidden from the balance). */
+async function toppedUpOnce(extra: Record<string, string> = {}) {
+  const s = await simulator({ balance: 5 });
+  hideTopUps(s);
+  const state = join(tempDir(), 'state');
+  const env = baseEnv(s.url, { STATE_DIR: state, ...extra });
+  const first = await daemon(env);
+  await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+  return { s, state, env, first };
+}
 
 describe('two daemons on one STATE_DIR', () => {
   it('the second is refused while the first runs, says why, and takes over after kill -9 without topping up again', async () => {
@@ -56,12 +54,7 @@ describe('two daemons on one STATE_DIR', () => {
 
 describe('STATE_DIR deleted while running (6)', () => {
   it('is re-created with what the daemon remembers, so a second daemon started on the path does not top up again', async () => {
-    const s = await simulator({ balance: 5 });
-    hideTopUps(s);
-    const state = join(tempDir(), 'state');
-    const env = baseEnv(s.url, { STATE_DIR: state });
-    const first = await daemon(env);
-    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    const { s, state, env, first } = await toppedUpOnce();
     rmSync(state, { recursive: true, force: true });
     const after = polls(s);
     // The first daemon notices within a cycle and writes its attempt back.
@@ -78,12 +71,7 @@ describe('STATE_DIR deleted while running (6)', () => {
 
 describe('STATE_DIR deleted while running: the races (review of issue 7)', () => {
   it('a second daemon waiting for the lock takes the empty directory only after the first has written back what it knows', async () => {
-    const s = await simulator({ balance: 5 });
-    hideTopUps(s);
-    const state = join(tempDir(), 'state');
-    const env = baseEnv(s.url, { STATE_DIR: state });
-    const first = await daemon(env);
-    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    const { s, state, env, first } = await toppedUpOnce();
     const waiting = await daemon(env);
     await waitFor(async () => (await metricValue(waiting.url, `vonage_ledger_writable${A}`)) === 0, 10_000, waiting.output);
     rmSync(state, { recursive: true, force: true });
@@ -95,12 +83,7 @@ describe('STATE_DIR deleted while running: the races (review of issue 7)', () =>
   });
 
   it('a daemon started right after the deletion waits before it acts, and finds the attempt written back', async () => {
-    const s = await simulator({ balance: 5 });
-    hideTopUps(s);
-    const state = join(tempDir(), 'state');
-    const env = baseEnv(s.url, { STATE_DIR: state });
-    const first = await daemon(env);
-    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    const { s, state, env, first } = await toppedUpOnce();
     rmSync(state, { recursive: true, force: true });
     const newcomer = await daemon(env);
     const after = polls(s);
@@ -109,12 +92,7 @@ describe('STATE_DIR deleted while running: the races (review of issue 7)', () =>
   });
 
   it('with the default schedule (a poll a minute), the attempt is written back within a second, so a restart right after does not top up again', async () => {
-    const s = await simulator({ balance: 5 });
-    hideTopUps(s);
-    const state = join(tempDir(), 'state');
-    const env = baseEnv(s.url, { STATE_DIR: state, POLL_SCHEDULE: '* * * * *' });
-    const first = await daemon(env);
-    await waitFor(() => s.appliedTopUps().length === 1, 10_000, first.output);
+    const { s, state, env, first } = await toppedUpOnce({ POLL_SCHEDULE: '* * * * *' });
     rmSync(state, { recursive: true, force: true });
     await waitFor(() => existsSync(join(state, ledgerFileName('e2e'))) && readFileSync(join(state, ledgerFileName('e2e')), 'utf8').includes('"type":"attempt"'), 5_000, first.output);
     await stop(first);

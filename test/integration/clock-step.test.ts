@@ -11,24 +11,17 @@
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
-import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
-import { baseEnv, metricValue, startDaemon, stop, tempDir, waitFor, type Child } from '../helpers/daemon.js';
+import { describe, expect, it } from 'vitest';
+import type { Simulator } from '../../src/simulator/simulator.js';
+import { baseEnv, metricValue, tempDir, waitFor, type Child } from '../helpers/daemon.js';
+import { daemonHarness } from '../helpers/harness.js';
 import { requireLibfaketime } from './helpers/system.js';
 
 // Throws (the file fails, it is not skipped) naming the Debian package `faketime` when the library is missing.
 const LIBFAKETIME = requireLibfaketime();
 
-let sim: Simulator | undefined;
-const children: Child[] = [];
-afterEach(async () => {
-  for (const c of children.splice(0)) await stop(c);
-  await sim?.close();
-  sim = undefined;
-});
-
-const simulator = async (balance: number) => (sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, trx: TRX, balance, topUpAmount: 20 }));
+const harness = daemonHarness();
+const simulator = (balance: number) => harness.simulator({ balance });
 
 /** The offset file libfaketime reads; replaced by rename so the daemon never reads half a write. */
 function offsetFile(initial: string): { path: string; set(offset: string): void } {
@@ -51,9 +44,7 @@ async function daemonUnderFaketime(s: Simulator, clock: { path: string }, opts: 
     ...(opts.fakeMonotonic ? {} : { FAKETIME_DONT_FAKE_MONOTONIC: '1' }),
     ...opts.env,
   });
-  const c = await startDaemon(env);
-  children.push(c);
-  return c;
+  return harness.daemon(env);
 }
 
 const balanceReads = (s: Simulator) => s.requests().filter((r) => r.endpoint === 'balance').length;

@@ -1,7 +1,8 @@
 /**
- * A bounded `mkdir -p`, shared by the ledger's lock and the --check-config probe.
+ * The few file-system helpers the ledger, its lock and the --check-config probe share: a bounded
+ * `mkdir -p`, a directory fsync, a quiet close, and the one way an error becomes a code to show.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 // Deep enough for any real path; a bound because the walk recurses once per missing parent.
@@ -52,7 +53,31 @@ export function ensureDir(dir: string): void {
   if (failed !== undefined) throw Object.assign(new Error(`cannot create ${failed.path}: ${failed.code}`), { code: failed.code === 'EEXIST' ? 'ENOTDIR' : failed.code });
 }
 
-function errorCode(err: unknown): string {
+/** The system error code (ENOSPC, EACCES...), the only part of an error that is shown. */
+export function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[A-Z0-9_]{1,32}$/.test(code) ? code : 'error';
+}
+
+/** A new file's directory entry must be durable too, or a crash can lose the whole file. */
+export function syncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Some filesystems refuse fsync on a directory; the file's own fsync is the best we have.
+  }
+}
+
+export function closeQuietly(fd: number | undefined): void {
+  if (fd === undefined) return;
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed.
+  }
 }
