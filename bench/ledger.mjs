@@ -11,7 +11,7 @@ const SIZES = (process.env.LEDGER_SIZES ?? '1000,130000,1000000').split(',').map
 const DAY = 86_400_000;
 
 if (process.argv[2] === '--open') {
-  const { Ledger } = await import('../dist/ledger.js');
+  const { Ledger } = await import('../dist/ledger/file-ledger.js');
   const started = performance.now();
   const l = Ledger.open(process.argv[3], 'bench', Date.now);
   const ms = performance.now() - started;

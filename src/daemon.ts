@@ -6,16 +6,16 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { DestinationStream } from 'pino';
 import { Registry } from 'prom-client';
-import type { Config } from './config.js';
-import { createHttpServer, type Probe } from './http-server.js';
-import { Ledger, type LedgerEvent } from './ledger.js';
-import { createLogger, type Logger } from './log.js';
-import { createMetrics, type Metrics } from './metrics.js';
-import { createScheduler, type Scheduler } from './scheduler.js';
-import { DEFAULT_LEASE_MS, DEFAULT_PROBATION_MS, StateDir, type LockEvent } from './state-lock.js';
+import type { Config } from './config/config.js';
+import { createHttpServer, type Probe } from './observe/http-server.js';
+import { Ledger, type LedgerEvent } from './ledger/file-ledger.js';
+import { createLogger, type Logger } from './observe/log.js';
+import { createMetrics, type Metrics } from './observe/metrics.js';
+import { createScheduler, type Scheduler } from './cycle/scheduler.js';
+import { DEFAULT_LEASE_MS, DEFAULT_PROBATION_MS, StateDir, type LockEvent } from './ledger/state-lock.js';
 import { VERSION } from './version.js';
-import { createVonageClient } from './vonage-client.js';
-import { Watchdog, type CycleResult } from './watchdog.js';
+import { createVonageClient } from './vonage/account-client.js';
+import { Watchdog, type CycleResult } from './cycle/watchdog.js';
 
 export interface DaemonDeps {
   now?: () => number;

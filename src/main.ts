@@ -5,10 +5,10 @@
  * configuration (EX_CONFIG, before anything is done).
  */
 import dotenv from 'dotenv';
-import { helpText, parseArgs } from './cli.js';
-import { ConfigError, describeConfig, loadConfig, type Config } from './config.js';
+import { helpText, parseArgs } from './config/cli.js';
+import { ConfigError, describeConfig, loadConfig, type Config } from './config/config.js';
 import { buildParts, onceExitCode, settleLedgers, startDaemon } from './daemon.js';
-import { scrub, secretForms } from './log.js';
+import { scrub, secretForms } from './observe/log.js';
 
 const EXIT_FAILED = 1;
 const HANGUP_NOTE = 'SIGHUP received: configuration reload is not supported yet; ignored (restart to apply changes)';
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   if (command === 'check-config') {
     // The daemon would learn only at start-up that it can keep no ledger there, and then never
     // top up: test STATE_DIR the way the ledger uses it.
-    const { checkStateDir } = await import('./state-dir-check.js');
+    const { checkStateDir } = await import('./config/state-dir-check.js');
     const stateDir = checkStateDir(config.stateDir);
     if (!stateDir.ok) {
       process.stderr.write(`vonage-reload-watchdog: invalid configuration:\n  STATE_DIR: ${stateDir.problem}\n`);

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { helpText } from '../src/cli.js';
+import { helpText } from '../src/config/cli.js';
 import { CANARY_SECRET, TRX, expectNoSecret } from './helpers/account.js';
 import { MAIN, baseEnv, run, tempDir } from './helpers/daemon.js';
 

@@ -11,7 +11,7 @@ import {
   loadConfig,
   type Config,
   type ReadFile,
-} from '../src/config.js';
+} from '../src/config/config.js';
 
 // Canaries: if any of these shows up in an error, a secret leaked.
 const SECRET = 'CANARY-s3cr3t-9f2';

@@ -2,8 +2,8 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { Registry, Counter } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HTTP_LIMITS, createHttpServer, tokenMatches, type HttpLimits, type Probe } from '../src/http-server.js';
-import { createLogger } from '../src/log.js';
+import { HTTP_LIMITS, createHttpServer, tokenMatches, type HttpLimits, type Probe } from '../src/observe/http-server.js';
+import { createLogger } from '../src/observe/log.js';
 import { waitFor } from './helpers/daemon.js';
 
 const quiet = createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, cb) => cb() }));

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ledgerFileName } from '../src/ledger.js';
+import { ledgerFileName } from '../src/ledger/file-ledger.js';
 import type { Simulator } from '../src/simulator/simulator.js';
 import { baseEnv, metricValue, run, stop, tempDir, waitFor } from './helpers/daemon.js';
 import { daemonHarness } from './helpers/harness.js';

@@ -9,10 +9,10 @@ import { appendFileSync, chmodSync, existsSync, linkSync, mkdtempSync, readdirSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeRecord } from '../src/ledger-records.js';
-import { Ledger, LedgerWriteError, ledgerFileName, parseLedger, type LedgerEvent } from '../src/ledger.js';
-import type { PolicySettings, Reading } from '../src/policy.js';
-import { LOCK_FILE, StateDir } from '../src/state-lock.js';
+import { encodeRecord } from '../src/ledger/records.js';
+import { Ledger, LedgerWriteError, ledgerFileName, parseLedger, type LedgerEvent } from '../src/ledger/file-ledger.js';
+import type { PolicySettings, Reading } from '../src/refill/topup-policy.js';
+import { LOCK_FILE, StateDir } from '../src/ledger/state-lock.js';
 import { waitFor } from './helpers/daemon.js';
 
 const dirs: string[] = [];
@@ -371,7 +371,7 @@ describe('StateDir lock (3, 4)', () => {
   it('never takes a lock over from a live holder in another process, whatever its host name says', async () => {
     const dir = tempDir();
     const child = spawn(process.execPath, ['-e', `
-      import(${JSON.stringify(resolve(__dirname, '../dist/state-lock.js'))}).then(({ StateDir }) => {
+      import(${JSON.stringify(resolve(__dirname, '../dist/ledger/state-lock.js'))}).then(({ StateDir }) => {
         const s = StateDir.open(${JSON.stringify(dir)}, { leaseMs: ${leaseMs}, probationMs: 0 });
         process.stdout.write(s.held ? 'held\\n' : 'refused\\n');
         setInterval(() => {}, 1000);

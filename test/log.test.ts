@@ -2,8 +2,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { VonageError } from '../src/errors.js';
-import { MAX_PENDING_LOG_BYTES, createLogger, scrub, secretForms } from '../src/log.js';
+import { VonageError } from '../src/vonage/errors.js';
+import { MAX_PENDING_LOG_BYTES, createLogger, scrub, secretForms } from '../src/observe/log.js';
 import { API_KEY, CANARY_SECRET, expectNoSecret } from './helpers/account.js';
 import { tempDir, waitFor } from './helpers/daemon.js';
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DAY_MS, attemptsInLastDay, attributeRise, decide, type Attempt, type AttemptOutcome, type LedgerView, type PolicySettings, type Reading } from '../src/policy.js';
+import { DAY_MS, attemptsInLastDay, attributeRise, decide, type Attempt, type AttemptOutcome, type LedgerView, type PolicySettings, type Reading } from '../src/refill/topup-policy.js';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2026, 10, 27, 12, 0, 0);

@@ -4,8 +4,8 @@ import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CONFIG_VARIABLES } from '../src/config.js';
-import { createMetrics } from '../src/metrics.js';
+import { CONFIG_VARIABLES } from '../src/config/config.js';
+import { createMetrics } from '../src/observe/metrics.js';
 
 const readme = readFileSync(resolve(__dirname, '../README.md'), 'utf8');
 const section = (title: string) => readme.split(`\n## ${title}\n`)[1]!.split('\n## ')[0]!;

@@ -1,5 +1,5 @@
 /**
- * The scheduler and its pure planning (src/schedule-plan.ts): when the next slot is due, and what a
+ * The scheduler and its pure planning (src/cycle/schedule-plan.ts): when the next slot is due, and what a
  * wall-clock step does to it. Issue 7, defects 1 and 2: a clock stepped back stopped all polling
  * while /healthz stayed 200, and a clock stepped forward 2 days blocked the loop for 32 s writing
  * one line per missed slot. The scheduler runs here on a virtual clock pair (wall and monotonic)
@@ -11,9 +11,9 @@ import { resolve } from 'node:path';
 import fc from 'fast-check';
 import cron from 'node-cron';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createLogger } from '../src/log.js';
-import { detectStep, longestGapMs, nextDue, planWake, slotsOf, type ClockReading, type Slots } from '../src/schedule-plan.js';
-import { createScheduler, type SchedulerTimers } from '../src/scheduler.js';
+import { createLogger } from '../src/observe/log.js';
+import { detectStep, longestGapMs, nextDue, planWake, slotsOf, type ClockReading, type Slots } from '../src/cycle/schedule-plan.js';
+import { createScheduler, type SchedulerTimers } from '../src/cycle/scheduler.js';
 
 const SEC = 1000;
 const MIN = 60 * SEC;
@@ -158,7 +158,7 @@ describe('nextDue: properties', () => {
   it('over DST changes (Europe/Berlin): each local time at most once', () => {
     const script = `
       import cron from 'node-cron';
-      import { nextDue, slotsOf } from ${JSON.stringify(resolve(__dirname, '../dist/schedule-plan.js'))};
+      import { nextDue, slotsOf } from ${JSON.stringify(resolve(__dirname, '../dist/cycle/schedule-plan.js'))};
       const run = (expr, from, count) => {
         const t = cron.createTask(expr, () => {}); const s = slotsOf(cron.parse(expr), (d) => t.match(d));
         const out = []; let x = from; for (let i = 0; i < count; i++) out.push(new Date(x = nextDue(x, s)).toISOString());

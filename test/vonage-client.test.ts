@@ -2,9 +2,9 @@ import { AxiosError } from 'axios';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { freePort } from './helpers/daemon.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { VonageError } from '../src/errors.js';
+import { VonageError } from '../src/vonage/errors.js';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.js';
-import { MAX_BODY_BYTES, createVonageClient, getBalanceWithRetry, parseRetryAfter } from '../src/vonage-client.js';
+import { MAX_BODY_BYTES, createVonageClient, getBalanceWithRetry, parseRetryAfter } from '../src/vonage/account-client.js';
 import { API_KEY, CANARY_SECRET, TRX, account, expectNoSecret } from './helpers/account.js';
 
 let sim: Simulator;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseBalance, parseTopUp } from '../src/vonage-parse.js';
+import { parseBalance, parseTopUp } from '../src/vonage/account-parse.js';
 
 const JSON_CT = 'application/json';
 const XML_CT = 'application/xml';

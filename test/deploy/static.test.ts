@@ -6,10 +6,10 @@ import { existsSync, readdirSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES } from '../../src/config.js';
-import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS } from '../../src/errors.js';
-import { createMetrics } from '../../src/metrics.js';
-import { parseTopUp } from '../../src/vonage-parse.js';
+import { CONFIG_VARIABLES } from '../../src/config/config.js';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS } from '../../src/vonage/errors.js';
+import { createMetrics } from '../../src/observe/metrics.js';
+import { parseTopUp } from '../../src/vonage/account-parse.js';
 import {
   ROOT,
   copyParts,
@@ -725,7 +725,7 @@ describe('.env.example', () => {
     for (const name of CONTRACT_ENV) expect(mentioned(name), name).toBe(true);
   });
 
-  it('documents every variable the daemon reads (src/config.ts)', () => {
+  it('documents every variable the daemon reads (src/config/config.ts)', () => {
     for (const v of CONFIG_VARIABLES) {
       expect(mentioned(v.name), v.name).toBe(true);
       if (v.fileVariant) expect(mentioned(`${v.name}_FILE`), `${v.name}_FILE`).toBe(true);

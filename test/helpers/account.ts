@@ -1,4 +1,4 @@
-import type { AccountConfig } from '../../src/config.js';
+import type { AccountConfig } from '../../src/config/config.js';
 
 /** The canary: a secret that must never appear in any output, in any encoding. */
 export const CANARY_SECRET = 'CANARY-s3cr3t/+=%&x9';

@@ -2,7 +2,7 @@
 // opens the real ledger and tries the real money step, then prints what happened.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ledger } from '../../dist/ledger.js';
+import { Ledger } from '../../dist/ledger/file-ledger.js';
 
 const [dir, go] = process.argv.slice(2);
 writeFileSync(join(dir, `ready-${process.pid}`), '');

@@ -10,12 +10,12 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/config.js';
 import { startDaemon } from '../../src/daemon.js';
-import { ledgerFileName } from '../../src/ledger.js';
-import { DAY_MS } from '../../src/policy.js';
+import { ledgerFileName } from '../../src/ledger/file-ledger.js';
+import { DAY_MS } from '../../src/refill/topup-policy.js';
 import { startSimulator, type SimFault } from '../../src/simulator/simulator.js';
-import type { AccountStatus } from '../../src/watchdog.js';
+import type { AccountStatus } from '../../src/cycle/watchdog.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import {
   CanarySweep,

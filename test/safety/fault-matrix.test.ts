@@ -17,12 +17,12 @@ import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/config.js';
 import { buildParts, cycleBoundMs, settleLedgers, startDaemon } from '../../src/daemon.js';
-import { ledgerFileName } from '../../src/ledger.js';
+import { ledgerFileName } from '../../src/ledger/file-ledger.js';
 import { startSimulator, type SimFault, type Simulator } from '../../src/simulator/simulator.js';
-import { createVonageClient, type VonageClient } from '../../src/vonage-client.js';
-import { Watchdog, type AccountStatus } from '../../src/watchdog.js';
+import { createVonageClient, type VonageClient } from '../../src/vonage/account-client.js';
+import { Watchdog, type AccountStatus } from '../../src/cycle/watchdog.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import { baseEnv, freePort, metricValue, startDaemon as startChild, stop as stopChild, tempDir, waitFor, type Child } from '../helpers/daemon.js';
 import {

@@ -17,10 +17,10 @@ import { resolve } from 'node:path';
 import { Accounts } from '@vonage/accounts';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CONFIG_VARIABLES } from '../../src/config.js';
-import { VonageError } from '../../src/errors.js';
+import { CONFIG_VARIABLES } from '../../src/config/config.js';
+import { VonageError } from '../../src/vonage/errors.js';
 import { startSimulator, type SimFault, type Simulator, type SimRequestRecord } from '../../src/simulator/simulator.js';
-import { createVonageClient, type VonageClient } from '../../src/vonage-client.js';
+import { createVonageClient, type VonageClient } from '../../src/vonage/account-client.js';
 import { findSecret, secretForms } from './helpers/fuzz-canary.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -3,11 +3,11 @@
  *
  * A. Generated Vonage answers (JSON, XML, near misses, garbage, oversized; random statuses, content
  *    types, Retry-After and redirect headers), served over real loopback HTTP by a tiny node:http
- *    server, driven through the real client (src/vonage-client.ts) and a real Watchdog built the
+ *    server, driven through the real client (src/vonage/account-client.ts) and a real Watchdog built the
  *    way the daemon builds it (buildParts). Judged by independent oracles (helpers/fuzz-bodies.ts):
  *    a reading is accepted only for 2xx + a well-formed balance; never a top-up on anything else;
  *    a top-up is reported successful only for 2xx + error-code "200"; every sent attempt is in the
- *    ledger, and none is ever "not sent"; failure reasons stay in the bounded set of src/errors.ts.
+ *    ledger, and none is ever "not sent"; failure reasons stay in the bounded set of src/vonage/errors.ts.
  * B. Generated configurations (helpers/fuzz-config.ts), _FILE variants on real temp files:
  *    loadConfig names exactly the variables the oracle finds invalid and never a secret; each valid
  *    one builds (buildParts). A sample also goes through the real binary (--check-config).
@@ -23,11 +23,11 @@ import { join, resolve } from 'node:path';
 import fc from 'fast-check';
 import type { DestinationStream } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, describeConfig, loadConfig, type Config } from '../../src/config.js';
+import { ConfigError, describeConfig, loadConfig, type Config } from '../../src/config/config.js';
 import { buildParts, settleLedgers, type Parts } from '../../src/daemon.js';
-import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, VonageError } from '../../src/errors.js';
-import { createVonageClient, type VonageClient } from '../../src/vonage-client.js';
-import type { CycleResult, Watchdog } from '../../src/watchdog.js';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, VonageError } from '../../src/vonage/errors.js';
+import { createVonageClient, type VonageClient } from '../../src/vonage/account-client.js';
+import type { CycleResult, Watchdog } from '../../src/cycle/watchdog.js';
 import { balanceAnswers, balanceOracle, topUpAnswers, topUpOracle, BODY_CAP_BYTES, type BalanceVerdict } from './helpers/fuzz-bodies.js';
 import { findSecret, secretForms } from './helpers/fuzz-canary.js';
 import { FILE_VARIABLES, configSpecs, materialise, oracle, stateDirProbeFails, type Expected, type FileEntry, type Verdict } from './helpers/fuzz-config.js';
@@ -740,7 +740,7 @@ describe('B. fuzzed configuration', () => {
 // =============================================================================================
 
 describe('bug reproducers found by the body fuzz', () => {
-  // src/vonage-parse.ts:46/52: parseFlatXml collects children into `const fields: Fields = {}` and
+  // src/vonage/account-parse.ts:46/52: parseFlatXml collects children into `const fields: Fields = {}` and
   // rejects a repeated child with `if (name in fields)`. `in` also sees Object.prototype, so the
   // first <constructor>, <toString>, <valueOf>, <hasOwnProperty>, <isPrototypeOf>,
   // <propertyIsEnumerable> or <toLocaleString> child counts as "repeated" and the whole document is
@@ -774,7 +774,7 @@ describe('bug reproducers found by the body fuzz', () => {
 });
 
 describe('bug reproducers found while building the config fuzz', () => {
-  // src/config.ts:376-384 (checkAccountName) accepts any text, so a secret pasted into
+  // src/config/config.ts:376-384 (checkAccountName) accepts any text, so a secret pasted into
   // VONAGE_ACCOUNT_NAME becomes the `account` label of every series on /metrics (unauthenticated
   // unless METRICS_AUTH_TOKEN is set, listening on 0.0.0.0 by default), the /status `account`
   // field, the ledger file name and records, and the --check-config output. The logs are scrubbed

@@ -3,10 +3,10 @@
  * independent reference model (helpers/matrix-model.ts).
  *
  * What is real and what is scripted, in the 10,000-run property:
- *   REAL      src/policy.ts (decide), src/ledger.ts (append-only JSONL with fsync, lock file,
- *             reopen, torn/corrupt handling) on a fresh tmpfs directory per run, src/watchdog.ts
- *             (poll with retries, reconcile, decide, record-then-send, outcome), src/scheduler.ts
- *             (its overlap guard), src/metrics.ts, src/log.ts (pino with the secret scrubber).
+ *   REAL      src/refill/topup-policy.ts (decide), src/ledger/file-ledger.ts (append-only JSONL with fsync, lock file,
+ *             reopen, torn/corrupt handling) on a fresh tmpfs directory per run, src/cycle/watchdog.ts
+ *             (poll with retries, reconcile, decide, record-then-send, outcome), src/cycle/scheduler.ts
+ *             (its overlap guard), src/observe/metrics.ts, src/observe/log.ts (pino with the secret scrubber).
  *   SCRIPTED  the VonageClient (our own interface, injected through WatchdogDeps.client): a tiny
  *             in-test implementation that returns the readings / errors each step scripts. It is a
  *             test double of our interface, not a mock of axios. The clock and the backoff sleep are
@@ -27,15 +27,15 @@ import { performance } from 'node:perf_hooks';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { AccountConfig } from '../../src/config.js';
-import { VonageError, type FailureReason } from '../../src/errors.js';
-import { Ledger, ledgerFileName } from '../../src/ledger.js';
-import { createLogger } from '../../src/log.js';
-import { createMetrics } from '../../src/metrics.js';
-import { createScheduler } from '../../src/scheduler.js';
+import type { AccountConfig } from '../../src/config/config.js';
+import { VonageError, type FailureReason } from '../../src/vonage/errors.js';
+import { Ledger, ledgerFileName } from '../../src/ledger/file-ledger.js';
+import { createLogger } from '../../src/observe/log.js';
+import { createMetrics } from '../../src/observe/metrics.js';
+import { createScheduler } from '../../src/cycle/scheduler.js';
 import { startSimulator, type SimFault, type Simulator } from '../../src/simulator/simulator.js';
-import { createVonageClient, type BalanceReading, type TopUpReceipt, type VonageClient } from '../../src/vonage-client.js';
-import { Watchdog } from '../../src/watchdog.js';
+import { createVonageClient, type BalanceReading, type TopUpReceipt, type VonageClient } from '../../src/vonage/account-client.js';
+import { Watchdog } from '../../src/cycle/watchdog.js';
 import { API_KEY, CANARY_SECRET, TRX, account as testAccount, expectNoSecret } from '../helpers/account.js';
 import { FAST_DIR, figure, LogSink, trapListener, trapUnhandled } from './helpers/matrix-util.js';
 import { DAY, Model, THRESHOLD, violation, type BalanceResult, type Call, type Settings, type TopUpKind } from './helpers/matrix-model.js';
@@ -406,7 +406,7 @@ describe('model: policy + real ledger + watchdog, scripted client', () => {
 // ---------------------------------------------------------------------------------------------
 // A case the generator rarely reaches, written out: the wall clock is more than 7 days ahead
 // (wrong) while the daemon restarts, then it is corrected. Ledger.open drops attempts older than
-// 7 days *relative to the clock at load time* (src/ledger.ts parseLedger, MEMORY_WINDOW_MS), so
+// 7 days *relative to the clock at load time* (src/ledger/file-ledger.ts parseLedger, MEMORY_WINDOW_MS), so
 // the real attempt made a minute ago (true time) is forgotten; once the clock is right again
 // nothing holds the cooldown or the cap, and a second top-up goes out. Without the restart the
 // same clock history is safe: the attempt stays in memory and blocks the corrected clock.

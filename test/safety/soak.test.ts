@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ledgerFileName } from '../../src/ledger.js';
+import { ledgerFileName } from '../../src/ledger/file-ledger.js';
 import { startSimulator, type SimFault } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
 import { CanarySweep, daemonEnv, figure, filesText, freshStateDir, ledgerRecords, removeStateDirs, parseExposition, seriesKey, slope, trapListener } from './helpers/matrix-util.js';
@@ -244,8 +244,8 @@ describe('soak', () => {
   });
 
   // Found by the soak: the heap creeps up by ~0.3 MB per 1,000 cycles, and only when cycles carry the
-  // scheduler's signal. src/scheduler.ts keeps one AbortController for the daemon's whole life and
-  // passes its signal to every cycle; src/vonage-client.ts send() combines it with the per-request
+  // scheduler's signal. src/cycle/scheduler.ts keeps one AbortController for the daemon's whole life and
+  // passes its signal to every cycle; src/vonage/account-client.ts send() combines it with the per-request
   // deadline through AbortSignal.any([deadline, outer]). On Node 20 every such call leaves a WeakRef
   // in the long-lived signal's dependant set that is never pruned (nodejs/node#55351, fixed in later
   // release lines). Measured directly on the built client: heap left behind per request.

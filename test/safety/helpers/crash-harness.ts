@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ledgerFileName } from '../../../src/ledger.js';
+import { ledgerFileName } from '../../../src/ledger/file-ledger.js';
 import type { AppliedTopUp, Simulator, SimRequestRecord } from '../../../src/simulator/simulator.js';
 import { expectNoSecret } from '../../helpers/account.js';
 import { afterAll } from 'vitest';

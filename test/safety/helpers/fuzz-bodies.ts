@@ -2,7 +2,7 @@
  * Generated Vonage answers for the body fuzz, and the independent oracles that judge them.
  *
  * The oracles restate the wire contract (Vonage's OpenAPI description + research note S4) in
- * their own code; they never call src/vonage-parse.ts.
+ * their own code; they never call src/vonage/account-parse.ts.
  *  - A balance is a reading only when the status is 2xx and the body is a well-formed
  *    `accountBalance` document (JSON object, or flat XML when the Content-Type says XML or the body
  *    starts with `<`), with no error-code, a `value` that is a finite number (JSON number; XML plain

@@ -1,6 +1,6 @@
 /**
  * Generated configurations for the config fuzz, and an independent oracle of the environment
- * contract (src/config.ts header and messages, docs/ARCHITECTURE.md, --help): which variables a
+ * contract (src/config/config.ts header and messages, docs/ARCHITECTURE.md, --help): which variables a
  * ConfigError must name, and, for a valid environment, the effective settings.
  *
  * The contract as the oracle reads it:
@@ -660,7 +660,7 @@ export function oracle(env: Record<string, string | undefined>, files: Map<strin
 
 /**
  * Whether --check-config must refuse a configuration that loadConfig accepts: its STATE_DIR
- * probe (src/state-dir-check.ts) fails where a regular file stands in the way, as for the
+ * probe (src/config/state-dir-check.ts) fails where a regular file stands in the way, as for the
  * generated `${FILE}/under-a-file`. Such a configuration exits 78 naming only STATE_DIR.
  */
 export function stateDirProbeFails(expected: Expected, aFile: string): boolean {

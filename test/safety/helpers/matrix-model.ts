@@ -1,10 +1,10 @@
 /**
  * The reference model for test/safety/model.test.ts: the test's own, independent statement of
  * which top-up attempts are allowed, and the invariants every run must keep. It imports nothing
- * from src/policy.ts on purpose: it is written from the rules (README / ARCHITECTURE / research
+ * from src/refill/topup-policy.ts on purpose: it is written from the rules (README / ARCHITECTURE / research
  * S1–S4, S6, S7), not from the code under test.
  */
-import type { FailureReason } from '../../../src/errors.js';
+import type { FailureReason } from '../../../src/vonage/errors.js';
 
 export const DAY = 24 * 60 * 60 * 1000;
 export const THRESHOLD = 10;

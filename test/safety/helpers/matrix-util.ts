@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { DestinationStream } from 'pino';
-import { ledgerFileName } from '../../../src/ledger.js';
+import { ledgerFileName } from '../../../src/ledger/file-ledger.js';
 import { API_KEY, CANARY_SECRET, TRX, canaryForms, expectNoSecret } from '../../helpers/account.js';
 
 /** fsync on tmpfs is nearly free; the ledger code path (write + fsync) is the same. */

@@ -1,8 +1,8 @@
 // Reproducer for a slow leak found by the soak: run with `node --expose-gc`, SIM_URL pointing at a
 // simulator in the parent process (so its request log is not in this heap). It measures the heap
-// that balance requests through the built client (dist/vonage-client.js) leave behind after forced
+// that balance requests through the built client (dist/vonage/account-client.js) leave behind after forced
 // GC, either without a signal (MODE=none) or with one long-lived signal (MODE=long_lived), like the
-// scheduler's: src/scheduler.ts creates one AbortController and passes its signal to every cycle
+// scheduler's: src/cycle/scheduler.ts creates one AbortController and passes its signal to every cycle
 // until shutdown. Rounds of requests, heap after each; the slope over the later rounds is reported
 // (the first rounds are JIT and pool warm-up).
 import { resolve } from 'node:path';
@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const { createVonageClient } = await import(pathToFileURL(resolve(here, '../../../dist/vonage-client.js')).href);
+const { createVonageClient } = await import(pathToFileURL(resolve(here, '../../../dist/vonage/account-client.js')).href);
 
 const PER_ROUND = Number(process.env.PER_ROUND ?? 600);
 const ROUNDS = Number(process.env.ROUNDS ?? 7);

@@ -1,6 +1,6 @@
 /**
  * Runs the cycles on POLL_SCHEDULE. node-cron parses and matches the expression; the timing is ours
- * (src/schedule-plan.ts): node-cron's runner arms its timer for a wall-clock instant, so a clock
+ * (src/cycle/schedule-plan.ts): node-cron's runner arms its timer for a wall-clock instant, so a clock
  * stepped back silenced it, and it walks every missed slot, so a clock stepped forward flooded the
  * log (issue 7). Here a short timer wakes the loop at the next slot or after one check period,
  * whichever is sooner; each wake compares wall-clock progress with monotonic progress, and after a
@@ -11,7 +11,7 @@
  * still running is skipped, never queued.
  */
 import cron from 'node-cron';
-import type { Logger } from './log.js';
+import type { Logger } from '../observe/log.js';
 import { longestGapMs, nextDue, planWake, sleepMs, slotsOf, type ClockReading, type StepDirection } from './schedule-plan.js';
 
 export interface Scheduler {

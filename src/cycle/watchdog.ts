@@ -3,14 +3,14 @@
  * ledger, metrics, logger, clock, sleep), so the cycle runs the same in the daemon, in `--once`
  * and in tests against the simulator.
  */
-import type { AccountConfig } from './config.js';
-import { VonageError } from './errors.js';
+import type { AccountConfig } from '../config/config.js';
+import { VonageError } from '../vonage/errors.js';
 import { failpoint } from './failpoints.js';
-import type { Ledger } from './ledger.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
-import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type Decision, type PolicySettings } from './policy.js';
-import { getBalanceWithRetry, type BalanceReading, type VonageClient } from './vonage-client.js';
+import type { Ledger } from '../ledger/file-ledger.js';
+import type { Logger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type Decision, type PolicySettings } from '../refill/topup-policy.js';
+import { getBalanceWithRetry, type BalanceReading, type VonageClient } from '../vonage/account-client.js';
 
 export interface WatchdogDeps {
   account: AccountConfig;

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import type { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import { VonageError } from './errors.js';
+import { VonageError } from '../vonage/errors.js';
 
 // Loaded only when asked for: the JSON path should not pay for the pretty-printer's memory.
 const loadPretty = () => createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');

@@ -1,6 +1,6 @@
 /** Command-line parsing and the help text. */
 import { CONFIG_VARIABLES } from './config.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 export type Command = 'daemon' | 'once' | 'check-config' | 'help' | 'version';
 

@@ -7,10 +7,10 @@
  * VonageError; no axios object escapes, because its config holds the secret.
  */
 import axios, { AxiosError } from 'axios';
-import type { AccountConfig } from './config.js';
+import type { AccountConfig } from '../config/config.js';
 import { VonageError, type Delivery, type Endpoint, type FailureReason } from './errors.js';
-import { parseBalance, parseTopUp, type ParseFailure } from './vonage-parse.js';
-import { VERSION } from './version.js';
+import { parseBalance, parseTopUp, type ParseFailure } from './account-parse.js';
+import { VERSION } from '../version.js';
 
 export interface BalanceReading {
   value: number;

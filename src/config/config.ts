@@ -131,7 +131,7 @@ const BY_NAME: ReadonlyMap<string, ConfigVariable> = new Map(CONFIG_VARIABLES.ma
 
 /** Every name loadConfig reads: what a misspelt name is compared with. */
 const SETTING_NAMES: readonly string[] = CONFIG_VARIABLES.flatMap((v) => (v.fileVariant ? [v.name, `${v.name}_FILE`] : [v.name]));
-/** Read elsewhere (src/failpoints.ts, by the safety suite): known, but never suggested. */
+/** Read elsewhere (src/cycle/failpoints.ts, by the safety suite): known, but never suggested. */
 const INTERNAL_NAMES: readonly string[] = ['WATCHDOG_FAILPOINTS'];
 const KNOWN_NAMES: ReadonlySet<string> = new Set([...SETTING_NAMES, ...INTERNAL_NAMES]);
 // Names under these prefixes are ours, so an unknown one is almost surely a typo. Other names are

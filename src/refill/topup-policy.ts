@@ -3,7 +3,7 @@
  * of past attempts and the time, say whether to top up now. No I/O, no clock, no randomness, so
  * every rule below is tested by tables and properties (test/policy.test.ts).
  */
-import type { AccountConfig } from './config.js';
+import type { AccountConfig } from '../config/config.js';
 
 export type AttemptOutcome = 'pending' | 'success' | 'failed' | 'unknown' | 'not_sent';
 

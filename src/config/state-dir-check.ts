@@ -8,8 +8,8 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeQuietly, createDirectory, errorCode } from './fs-util.js';
-import { MIN_FREE_BYTES } from './ledger.js';
+import { closeQuietly, createDirectory, errorCode } from '../ledger/fs-util.js';
+import { MIN_FREE_BYTES } from '../ledger/file-ledger.js';
 
 export type StateDirCheck = { ok: true } | { ok: false; problem: string };
 

@@ -48,12 +48,12 @@ import {
   type KnownAttempt,
   type LedgerRecord,
   type LineResult,
-} from './ledger-records.js';
-import { decide, type Attempt, type Decision, type LedgerView, type PolicySettings, type Reading } from './policy.js';
+} from './records.js';
+import { decide, type Attempt, type Decision, type LedgerView, type PolicySettings, type Reading } from '../refill/topup-policy.js';
 import { closeQuietly, errorCode, syncDir } from './fs-util.js';
 import { StateDir } from './state-lock.js';
 
-export { parseLedger } from './ledger-records.js';
+export { parseLedger } from './records.js';
 
 export class LedgerWriteError extends Error {
   override readonly name = 'LedgerWriteError';

@@ -4,8 +4,8 @@
  * from the first scrape, so `increase()` and absence alerts work without waiting for an event.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, type Endpoint } from './errors.js';
-import { SKIP_REASONS } from './policy.js';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, type Endpoint } from '../vonage/errors.js';
+import { SKIP_REASONS } from '../refill/topup-policy.js';
 
 export const POLL_FAILURE_REASONS = FAILURE_REASONS;
 export const TOPUP_FAILURE_REASONS = [...FAILURE_REASONS, ...TOPUP_ONLY_FAILURE_REASONS] as const;

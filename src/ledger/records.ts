@@ -9,8 +9,8 @@
  * content that is not ours at all (garbage, an unknown record type) makes the ledger untrusted,
  * which disables top-ups without stopping anything else.
  */
-import type { Attempt, AttemptOutcome } from './policy.js';
-import { DAY_MS } from './policy.js';
+import type { Attempt, AttemptOutcome } from '../refill/topup-policy.js';
+import { DAY_MS } from '../refill/topup-policy.js';
 
 export type FinalOutcome = Exclude<AttemptOutcome, 'pending'>;
 
