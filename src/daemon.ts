@@ -8,7 +8,8 @@ import type { DestinationStream } from 'pino';
 import { Registry } from 'prom-client';
 import type { Config } from './config/config.js';
 import { createHttpServer, type Probe } from './observe/http-server.js';
-import { Ledger, type LedgerEvent } from './ledger/file-ledger.js';
+import { FileLedger, type LedgerEvent } from './ledger/file-ledger.js';
+import type { Ledger } from './ledger/ledger.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { createScheduler, type Scheduler } from './cycle/scheduler.js';
@@ -103,7 +104,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
   const ledgers: Ledger[] = [];
   const watchdogs = config.accounts.map((account) => {
     const ledgerLog = log.child({ account: account.name });
-    const ledger = Ledger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(ledgerLog, e) });
+    const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(ledgerLog, e) });
     ledgers.push(ledger);
     const client = createVonageClient({
       account,

@@ -6,7 +6,7 @@
 import type { AccountConfig } from '../config/config.js';
 import { VonageError } from '../vonage/errors.js';
 import { failpoint } from './failpoints.js';
-import type { Ledger } from '../ledger/file-ledger.js';
+import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type Decision, type PolicySettings } from '../refill/topup-policy.js';

@@ -51,6 +51,7 @@ import {
 } from './records.js';
 import { decide, type Attempt, type Decision, type LedgerView, type PolicySettings, type Reading } from '../refill/topup-policy.js';
 import { closeQuietly, errorCode, syncDir } from './fs-util.js';
+import type { Ledger } from './ledger.js';
 import { StateDir } from './state-lock.js';
 
 export { parseLedger } from './records.js';
@@ -59,8 +60,32 @@ export class LedgerWriteError extends Error {
   override readonly name = 'LedgerWriteError';
 }
 
-/** File names must not depend on characters an account name may carry. */
-export function ledgerFileName(account: string): string {
+/**
+ * The file of one account's ledger. Names made only of `[A-Za-z0-9._-]` keep the name they always
+ * had; any other character is percent-encoded (UTF-8), and so is `%`, so distinct account names
+ * never share a file (`prod eu/1` → `topups-prod%20eu%2F1.jsonl`, `prod_eu_1` →
+ * `topups-prod_eu_1.jsonl`). Earlier versions mapped every such character to `_`: a ledger
+ * opened under the new name imports the attempts it made under the old one (importRenamed).
+ */
+export function ledgerFileName(account: string, kind: LedgerKind = 'topups'): string {
+  return `${kind}-${encodeName(account)}.jsonl`;
+}
+
+export type LedgerKind = 'topups' | 'transfers';
+
+function encodeName(name: string): string {
+  let out = '';
+  for (const ch of name) {
+    if (/^[A-Za-z0-9._-]$/.test(ch)) out += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  // 64 code points of four UTF-8 bytes each would pass NAME_MAX (255): such a name gets a digest.
+  // `~` is neither a safe character nor `%`, so a digest never equals an encoded name.
+  return out.length <= 200 ? out : `~${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+}
+
+/** What earlier versions called the file (every unsafe character → `_`): imported from, never written. */
+export function legacyLedgerFileName(account: string): string {
   return `topups-${account.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl`;
 }
 
@@ -86,6 +111,8 @@ export interface LedgerOptions {
    * account name takes over the attempts made for the same key under another one (a rename).
    */
   apiKey?: string;
+  /** `transfers`: the balance transfers of one primary to its subaccounts (one file per primary). */
+  kind?: LedgerKind;
 }
 
 export type LedgerEvent =
@@ -95,6 +122,15 @@ export type LedgerEvent =
   | { kind: 'compacted'; kept: number; archivedTo: string }
   | { kind: 'imported'; attempts: number; from: string }
   | { kind: 'torn_tail' };
+
+/** One attempt a plan asks claimMany() to record. */
+export interface PlannedAttempt {
+  /** The balance the decision read (the primary's, for a transfer). */
+  balance: number;
+  threshold: number;
+  to?: string;
+  requested?: number;
+}
 
 export interface Claim {
   decision: Decision;
@@ -169,7 +205,7 @@ export function keyFingerprint(apiKey: string): string {
   return createHash('sha256').update(`vonage-reload-watchdog:${apiKey}`).digest('hex').slice(0, 16);
 }
 
-export class Ledger {
+export class FileLedger implements Ledger {
   private fold = new AttemptFold();
   private sorted: KnownAttempt[] | undefined;
   private fd: number | undefined;
@@ -185,6 +221,7 @@ export class Ledger {
   /** Attempt ids this process appended, so a read-back can tell its own records from another writer's. */
   private readonly mine = new Set<string>();
   private readonly file: string;
+  private readonly kind: LedgerKind;
   private readonly now: () => number;
   private readonly stateDir: StateDir;
   private readonly ownsStateDir: boolean;
@@ -203,7 +240,8 @@ export class Ledger {
     private readonly account: string,
     private readonly options: LedgerOptions,
   ) {
-    this.file = join(dir, ledgerFileName(account));
+    this.kind = options.kind ?? 'topups';
+    this.file = join(dir, ledgerFileName(account, this.kind));
     this.now = options.now ?? Date.now;
     this.ownsStateDir = options.stateDir === undefined;
     // A ledger opened alone (tests, tools) needs no probation: nobody else's memory is at stake.
@@ -215,8 +253,8 @@ export class Ledger {
   }
 
   /** Never throws: a ledger that cannot be opened is returned unwritable, with the reason. */
-  static open(dir: string, account: string, now: () => number = Date.now, options: Omit<LedgerOptions, 'now'> = {}): Ledger {
-    const ledger = new Ledger(dir, account, { ...options, now });
+  static open(dir: string, account: string, now: () => number = Date.now, options: Omit<LedgerOptions, 'now'> = {}): FileLedger {
+    const ledger = new FileLedger(dir, account, { ...options, now });
     ledger.reopen();
     return ledger;
   }
@@ -284,6 +322,47 @@ export class Ledger {
       return { decision: { action: 'skip', reason: 'ledger_unavailable', detail: identity } };
     }
     return { decision, attempt };
+  }
+
+  /**
+   * The money step for several requests at once (a primary's balance transfers): `plan` decides
+   * on the ledger as it is on disk right now, and every attempt it asks for is recorded durably
+   * before this returns, all in one synchronous step. Either every planned attempt comes back
+   * (each may be sent) or none does, with `problem` saying why (a failed write, another writer):
+   * a half-recorded plan could fund some subaccounts on a stale view of the caps.
+   */
+  claimMany<D>(plan: (view: LedgerView, now: number) => { result: D; attempts: readonly PlannedAttempt[] }, monoNow?: number): { result: D; attempts: Attempt[]; problem?: string } {
+    const now = this.now();
+    this.checkIdentity();
+    if (this.problem === undefined) this.catchUp();
+    const { result, attempts: planned } = plan(this.view(), now);
+    if (planned.length === 0) return { result, attempts: [] };
+    const recorded: KnownAttempt[] = [];
+    const giveUp = (problem: string, reason: string) => {
+      for (const a of recorded) this.withdraw(a, reason);
+      return { result, attempts: [], problem };
+    };
+    try {
+      for (const p of planned) recorded.push(this.recordAttemptAt(now, p.balance, p.threshold, monoNow, p));
+    } catch (err) {
+      return giveUp(err instanceof LedgerWriteError ? err.message : 'ledger write failed', 'ledger_write_failed');
+    }
+    const readBack = this.catchUp(recorded[recorded.length - 1]!.id);
+    if (!readBack.found) {
+      this.problem = `${this.file}: the attempts just written are not in the file (was it replaced?)`;
+      return giveUp(this.problem, 'ledger_unverified');
+    }
+    if (readBack.foreignBefore > 0) {
+      // Another process wrote between our decision and our record: none of it is sent this cycle.
+      for (const a of recorded) this.options.onEvent?.({ kind: 'superseded', attemptId: a.id });
+      return giveUp('another process recorded attempts in this ledger just before these; they are withdrawn', 'superseded');
+    }
+    const identity = this.identityProblem();
+    if (identity !== undefined) {
+      this.problem = identity;
+      return giveUp(identity, 'ledger_unverified');
+    }
+    return { result, attempts: recorded };
   }
 
   /**
@@ -396,7 +475,7 @@ export class Ledger {
 
   // ---- internals ---------------------------------------------------------------------------
 
-  private recordAttemptAt(at: number, balance: number, threshold: number, mono?: number): KnownAttempt {
+  private recordAttemptAt(at: number, balance: number, threshold: number, mono?: number, target?: PlannedAttempt): KnownAttempt {
     const record: LedgerRecord = {
       type: 'attempt',
       at,
@@ -406,6 +485,8 @@ export class Ledger {
       account: this.account,
       owner: this.stateDir.token,
       ...(this.keyId === undefined ? {} : { key: this.keyId }),
+      ...(target?.to === undefined ? {} : { to: target.to }),
+      ...(target?.requested === undefined ? {} : { requested: target.requested }),
     };
     this.mine.add(record.id);
     this.append([record]);
@@ -599,7 +680,7 @@ export class Ledger {
       this.problem = `cannot open ${this.file}: ${errorCode(err)}`;
       return;
     }
-    let loaded: ReturnType<Ledger['load']>;
+    let loaded: ReturnType<FileLedger['load']>;
     try {
       // A file that could not be trusted and has not changed since is not read again every cycle.
       const st = fstatSync(fd);
@@ -654,10 +735,10 @@ export class Ledger {
    */
   private importRenamed(): KnownAttempt[] {
     if (this.keyId === undefined || this.options.apiKey === undefined) return [];
-    const own = ledgerFileName(this.account);
+    const own = ledgerFileName(this.account, this.kind);
     let names: string[];
     try {
-      names = readdirSync(this.dir).filter((f) => f.startsWith('topups-') && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
+      names = readdirSync(this.dir).filter((f) => f.startsWith(`${this.kind}-`) && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
     } catch {
       return [];
     }
@@ -668,7 +749,9 @@ export class Ledger {
         fd = openSync(join(this.dir, name), 'r');
         const loaded = this.load(fd);
         if ('problem' in loaded) continue;
-        const mine = loaded.fold.attempts(loaded.mtime).filter((a) => a.key === this.keyId || (a.key === undefined && a.account === this.options.apiKey));
+        // Before fingerprints a record named only its account: the API key (the default name), or this
+        // very name under the file name earlier versions gave it (legacyLedgerFileName).
+        const mine = loaded.fold.attempts(loaded.mtime).filter((a) => a.key === this.keyId || (a.key === undefined && (a.account === this.options.apiKey || a.account === this.account)));
         if (mine.length === 0) continue;
         for (const a of mine) settleInterrupted(a);
         found.push(...mine);
@@ -711,6 +794,8 @@ export class Ledger {
       account: a.account || this.account,
       ...(a.owner === undefined ? {} : { owner: a.owner }),
       ...(a.key === undefined ? {} : { key: a.key }),
+      ...(a.to === undefined ? {} : { to: a.to }),
+      ...(a.requested === undefined ? {} : { requested: a.requested }),
     };
   }
 
@@ -735,7 +820,7 @@ export class Ledger {
     // drop that name, or the next compaction would archive the same history under two names.
     try {
       const live = statSync(this.file);
-      const prefix = `${ledgerFileName(this.account).replace(/\.jsonl$/, '')}.archive-`;
+      const prefix = `${ledgerFileName(this.account, this.kind).replace(/\.jsonl$/, '')}.archive-`;
       for (const f of readdirSync(this.dir)) {
         if (!f.startsWith(prefix)) continue;
         const st = statSync(join(this.dir, f));
@@ -768,7 +853,7 @@ export class Ledger {
       if (a.confirmedAt !== undefined) records.push({ type: 'confirmed', at: a.confirmedAt, id: a.id, balance: a.confirmedBalance ?? 0, ...(a.amount === undefined ? {} : { amount: a.amount }) });
     }
     const data = Buffer.from(records.map(encodeRecord).join(''));
-    const archive = join(this.dir, `${ledgerFileName(this.account).replace(/\.jsonl$/, '')}.archive-${stamp(this.now())}-${this.stateDir.token.slice(0, 8)}.jsonl`);
+    const archive = join(this.dir, `${ledgerFileName(this.account, this.kind).replace(/\.jsonl$/, '')}.archive-${stamp(this.now())}-${this.stateDir.token.slice(0, 8)}.jsonl`);
     let fd: number | undefined;
     try {
       fd = openSync(tmp, 'w', 0o600);
@@ -805,3 +890,5 @@ export class Ledger {
 }
 
 export { MEMORY_WINDOW_MS };
+/** The class under its old name, for tools and tests written before the Ledger interface. */
+export { FileLedger as Ledger };

@@ -16,7 +16,8 @@ export type FinalOutcome = Exclude<AttemptOutcome, 'pending'>;
 
 export type LedgerRecord =
   /** `key`: a fingerprint of the API key charged, so a renamed account still finds its attempts. */
-  | { type: 'attempt'; at: number; id: string; balance: number; threshold: number; account: string; owner?: string; key?: string }
+  /** A transfer's attempt also names its target (`to`, a subaccount api key) and the EUR asked (`requested`). */
+  | { type: 'attempt'; at: number; id: string; balance: number; threshold: number; account: string; owner?: string; key?: string; to?: string; requested?: number }
   | { type: 'outcome'; at: number; id: string; outcome: FinalOutcome; reason?: string }
   | { type: 'confirmed'; at: number; id: string; balance: number; amount?: number };
 
@@ -69,6 +70,8 @@ export function toRecord(value: unknown): LineResult {
         account: typeof value.account === 'string' ? value.account : '',
         ...(text(value.owner) ? { owner: value.owner } : {}),
         ...(text(value.key) ? { key: value.key } : {}),
+        ...(text(value.to) ? { to: value.to } : {}),
+        ...(finite(value.requested) && value.requested >= 0 ? { requested: value.requested } : {}),
       },
     };
   }
@@ -207,6 +210,8 @@ export class AttemptFold {
           account: record.account,
           ...(record.owner === undefined ? {} : { owner: record.owner }),
           ...(record.key === undefined ? {} : { key: record.key }),
+          ...(record.to === undefined ? {} : { to: record.to }),
+          ...(record.requested === undefined ? {} : { requested: record.requested }),
         });
       }
       this.note(record.at);

@@ -431,7 +431,7 @@ export class StateDir {
 
   private holdsLedgers(): boolean {
     try {
-      return readdirSync(this.dir).some((f) => f.startsWith('topups-') && f.endsWith('.jsonl') && !f.includes('.archive-'));
+      return readdirSync(this.dir).some((f) => (f.startsWith('topups-') || f.startsWith('transfers-')) && f.endsWith('.jsonl') && !f.includes('.archive-'));
     } catch {
       return false;
     }

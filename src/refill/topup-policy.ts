@@ -25,6 +25,9 @@ export interface Attempt {
    * cooldown or empty the cap early.
    */
   mono?: number;
+  /** Balance transfers only: the subaccount api key the money went to, and the EUR asked for. */
+  to?: string;
+  requested?: number;
 }
 
 export interface LedgerView {
