@@ -6,17 +6,23 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { DestinationStream } from 'pino';
 import { Registry } from 'prom-client';
-import type { Config } from './config/config.js';
+import { ConfigError, type AccountConfig, type Config } from './config/config.js';
+import type { SubaccountsConfig } from './accounts/types.js';
+import { Fleet, type Unit, type UnitResult } from './cycle/fleet.js';
+import { SubaccountGroup } from './cycle/subaccount-group.js';
+import { observeGroup } from './observe/subaccount-events.js';
+import { createSubaccountsClient } from './vonage/subaccounts-client.js';
 import { createHttpServer, type Probe } from './observe/http-server.js';
 import { FileLedger, type LedgerEvent } from './ledger/file-ledger.js';
 import type { Ledger } from './ledger/ledger.js';
-import { createLogger, type Logger } from './observe/log.js';
-import { createMetrics, type Metrics } from './observe/metrics.js';
+import { addLogSecrets, createLogger, type Logger } from './observe/log.js';
+import { addAccount, createMetrics, removeAccount, type Metrics } from './observe/metrics.js';
 import { createScheduler, type Scheduler } from './cycle/scheduler.js';
 import { DEFAULT_LEASE_MS, DEFAULT_PROBATION_MS, StateDir, type LockEvent } from './ledger/state-lock.js';
 import { VERSION } from './version.js';
 import { createVonageClient } from './vonage/account-client.js';
 import { Watchdog, type CycleResult } from './cycle/watchdog.js';
+import type { Endpoint } from './vonage/errors.js';
 
 export interface DaemonDeps {
   now?: () => number;
@@ -37,8 +43,10 @@ export interface DaemonDeps {
 export interface Parts {
   log: Logger;
   metrics: Metrics;
-  watchdogs: Watchdog[];
-  ledgers: Ledger[];
+  fleet: Fleet;
+  /** The accounts' watchdogs and top-up ledgers, in configuration order (as of the last reload). */
+  readonly watchdogs: Watchdog[];
+  readonly ledgers: Ledger[];
   /** The STATE_DIR lock shared by every ledger; close it after them. */
   stateDir: StateDir;
   now: () => number;
@@ -47,6 +55,8 @@ export interface Parts {
   settled(): Promise<void>;
   /** Closes the ledgers and releases the lock. */
   closeLedgers(): void;
+  /** Builds the unit of one account (its watchdog, ledger, and subaccount group if it has one). */
+  buildUnit(account: AccountConfig): Unit;
 }
 
 function logLockEvent(log: Logger, e: LockEvent): void {
@@ -83,76 +93,205 @@ const BALANCE_ATTEMPTS = 3;
 /** Sleep that an abort cuts short, so shutdown never waits out a backoff. */
 const abortableSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, signal ? { signal } : undefined);
 
+/** Jitter before each account's first request, when there are several: spreads a fleet's calls. */
+export const POLL_JITTER_MS = 250;
+
+const secretsOf = (accounts: readonly AccountConfig[]) => accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']);
+
 export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
   const now = deps.now ?? Date.now;
   const monoNow = deps.monoNow ?? deps.now ?? (() => performance.now());
+  const sleep = deps.sleep ?? abortableSleep;
   // Metrics first: the logger counts the lines it drops when stdout is not read.
-  const metrics = createMetrics(new Registry(), config.accounts, VERSION);
+  const metrics = createMetrics(new Registry(), [], VERSION);
   const log =
     deps.log ??
     createLogger(
       {
         level: config.log.level,
         format: config.log.format,
-        secrets: [...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? ''],
+        secrets: [...secretsOf(config.accounts), config.metrics.authToken ?? ''],
         apiKeys: config.accounts.map((a) => a.apiKey),
         onDrop: (lines) => metrics.logLinesDropped.inc(lines),
       },
       deps.logDestination,
     );
   const stateDir = StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) });
-  const ledgers: Ledger[] = [];
-  const watchdogs = config.accounts.map((account) => {
-    const ledgerLog = log.child({ account: account.name });
-    const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(ledgerLog, e) });
-    ledgers.push(ledger);
-    const client = createVonageClient({
-      account,
-      timeoutMs: config.httpTimeoutMs,
-      now,
-      monoNow,
-      observe: (endpoint, seconds) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds),
-    });
-    return new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep: deps.sleep ?? abortableSleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS });
-  });
+  const buildUnit = (account: AccountConfig): Unit => {
+    addAccount(metrics, account);
+    const accountLog = log.child({ account: account.name });
+    const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
+    const observe = (endpoint: Endpoint, seconds: number) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds);
+    const client = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now, monoNow, observe });
+    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS });
+    const unit: Unit = { account, watchdog, ledger };
+    if (account.subaccounts) {
+      const transfers = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });
+      const observer = observeGroup({ metrics, log, primary: account.name, primaryKey: account.apiKey });
+      const group = new SubaccountGroup({
+        primary: account as AccountConfig & { subaccounts: SubaccountsConfig },
+        client: createSubaccountsClient({ primaryApiKey: account.apiKey, apiSecret: account.apiSecret, baseUrl: account.subaccountsBaseUrl, timeoutMs: config.httpTimeoutMs, now, monoNow, observe }),
+        ledger: transfers,
+        onEvent: observer,
+        now,
+        monoNow,
+        httpTimeoutMs: config.httpTimeoutMs,
+      });
+      unit.group = { group, ledger: transfers, observer };
+    }
+    return unit;
+  };
+  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep });
   for (const w of config.warnings) log.warn(w);
   return {
     log,
     metrics,
-    watchdogs,
-    ledgers,
+    fleet,
+    get watchdogs() {
+      return fleet.units.map((u) => u.watchdog);
+    },
+    get ledgers() {
+      return fleet.units.map((u) => u.ledger);
+    },
     stateDir,
     now,
     monoNow,
+    buildUnit,
     // A lock left by a watchdog in another container is trusted for one lease: wait that out once
     // at start-up, so the first cycle after a crash can already top up.
     settled: () => stateDir.whenSettled(DEFAULT_LEASE_MS + DEFAULT_PROBATION_MS + 1000),
     closeLedgers: () => {
-      for (const l of ledgers) l.close();
+      for (const u of fleet.units) closeUnit(u);
       stateDir.close();
     },
   };
 }
 
+function closeUnit(u: Unit): void {
+  u.ledger.close();
+  u.group?.ledger.close();
+}
+
+/** What a reload changes: accounts are matched by name; one whose settings changed is rebuilt. */
+export async function replaceAccounts(parts: Parts, accounts: readonly AccountConfig[]): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+  const before = new Map(parts.fleet.units.map((u) => [u.account.name, u]));
+  const same = (a: AccountConfig, b: AccountConfig) => JSON.stringify(a) === JSON.stringify(b);
+  addLogSecrets(parts.log, secretsOf(accounts), accounts.map((a) => a.apiKey));
+  const added: string[] = [];
+  const changed: string[] = [];
+  const keep = new Set<string>();
+  for (const a of accounts) {
+    const old = before.get(a.name);
+    if (!old) added.push(a.name);
+    else if (same(old.account, a)) keep.add(a.name);
+    else changed.push(a.name);
+  }
+  const removed = [...before.keys()].filter((n) => !accounts.some((a) => a.name === n));
+  // Wait for the cycle in flight, then close what goes before opening what comes: one file ledger per file.
+  await parts.fleet.idle();
+  for (const name of [...removed, ...changed]) {
+    const u = before.get(name)!;
+    closeUnit(u);
+    u.group?.observer.forget();
+    await removeAccount(parts.metrics, name);
+  }
+  const units = accounts.map((a) => (keep.has(a.name) ? before.get(a.name)! : parts.buildUnit(a)));
+  await parts.fleet.replace(units);
+  return { added, removed, changed };
+}
+
+/** Process-wide settings a reload cannot change in a running process. */
+const RESTART_ONLY: readonly [string, (c: Config) => unknown][] = [
+  ['POLL_SCHEDULE', (c) => c.pollSchedule],
+  ['HTTP_TIMEOUT', (c) => c.httpTimeoutMs],
+  ['STATE_DIR', (c) => c.stateDir],
+  ['METRICS_HOST / METRICS_PORT / METRICS_AUTH_TOKEN', (c) => c.metrics],
+  ['LOG_LEVEL / LOG_FORMAT', (c) => c.log],
+  ['POLL_CONCURRENCY', (c) => c.pollConcurrency],
+];
+
 /**
- * `--once` for cron: 1 when a poll or a top-up failed (or its outcome is unknown), 2 when the
- * balance is below the threshold and nothing was sent (cooldown, cap, disabled, dry run, ledger
- * unavailable, auto-reload off), else 0.
+ * SIGHUP: reads the configuration again (ACCOUNTS_FILE and every secret file). A bad one keeps
+ * the running fleet as it is and says why; a good one replaces the accounts between cycles
+ * (removed ones stop being polled, their ledgers stay on disk). Reloads never overlap.
  */
-export function onceExitCode(results: readonly CycleResult[]): number {
-  if (results.some((r) => !r.ok)) return 1;
-  if (results.some((r) => r.belowThreshold === true && r.topUp === undefined)) return 2;
+export function reloader(parts: Parts, running: Config, load: () => Config): () => Promise<boolean> {
+  let chain: Promise<boolean> = Promise.resolve(true);
+  let current = running;
+  return () => (chain = chain.then(async () => {
+    let next: Config;
+    try {
+      next = load();
+    } catch (err) {
+      parts.metrics.configReloadSuccessful.set(0);
+      const problems = err instanceof ConfigError ? err.problems.map((p) => `${p.variable}: ${p.message}`) : [err instanceof Error ? err.message : 'unknown error'];
+      parts.log.error({ problems }, 'configuration reload failed: the running fleet is unchanged');
+      return false;
+    }
+    const ignored = RESTART_ONLY.filter(([, get]) => JSON.stringify(get(next)) !== JSON.stringify(get(current))).map(([name]) => name);
+    if (ignored.length > 0) parts.log.warn({ settings: ignored }, 'configuration reload: these process-wide settings apply only after a restart');
+    for (const w of next.warnings) parts.log.warn(w);
+    const diff = await replaceAccounts(parts, next.accounts);
+    current = next;
+    parts.metrics.configReloadSuccessful.set(1);
+    parts.metrics.configReloadSuccessAt.set(parts.now() / 1000);
+    parts.log.info({ ...diff, accounts: next.accounts.length }, 'configuration reloaded');
+    return true;
+  }));
+}
+
+/**
+ * `--once` for cron: 1 when a poll, a top-up or a transfer failed (or its outcome is unknown), 2
+ * when a balance is below its threshold and nothing was sent (cooldown, cap, disabled, dry run,
+ * ledger unavailable, auto-reload off, primary reserve), else 0.
+ */
+export function onceExitCode(results: readonly (CycleResult | UnitResult)[]): number {
+  const cycles = results.map((r) => ('primary' in r ? r : { account: '', primary: r }));
+  if (cycles.some((r) => !r.primary.ok || (r.group !== undefined && !r.group.ok))) return 1;
+  if (cycles.some((r) => (r.primary.belowThreshold === true && r.primary.topUp === undefined) || (r.group?.belowWithoutRefill ?? 0) > 0)) return 2;
   return 0;
 }
 
-/** Waits for the STATE_DIR lock to settle, then says loudly if top-ups are off. */
+/** Waits for the STATE_DIR lock to settle, then says loudly if top-ups or transfers are off. */
 export async function settleLedgers(parts: Parts): Promise<void> {
   await parts.settled();
-  parts.ledgers.forEach((l, i) => {
-    l.retry();
-    const view = l.view();
-    if (!view.writable) parts.log.error({ account: parts.watchdogs[i]!.name, problem: view.problem }, 'top-ups are DISABLED until the ledger is writable; watching and reporting continue');
-  });
+  for (const u of parts.fleet.units) {
+    for (const [ledger, what] of [[u.ledger, 'top-ups'], ...(u.group ? [[u.group.ledger, 'balance transfers'] as const] : [])] as const) {
+      ledger.retry();
+      const view = ledger.view();
+      if (!view.writable) parts.log.error({ account: u.account.name, problem: view.problem }, `${what} are DISABLED until the ledger is writable; watching and reporting continue`);
+    }
+  }
+}
+
+/** A source of readings, as readiness judges it: an account's balance, or a primary's subaccount list. */
+export interface Watched {
+  name: string;
+  lastSuccessMono: number | undefined;
+  lastPollOk: boolean;
+}
+
+export function watchedOf(units: readonly Unit[]): Watched[] {
+  return units.flatMap((u) => [
+    u.watchdog,
+    ...(u.group ? [{ name: `${u.account.name} (subaccounts)`, lastSuccessMono: u.group.group.lastSuccessMono, lastPollOk: u.group.group.lastPollOk }] : []),
+  ]);
+}
+
+/**
+ * /readyz: 503 only when no account has a fresh successful reading (the process is blind);
+ * otherwise 200, naming the accounts that are failing, so that one bad account never takes the
+ * pod out of a Service. Ages on the monotonic clock: a backward step must not fake freshness.
+ */
+export function readiness(watched: readonly Watched[], monoNow: number, staleAfterMs: number): Probe & { failing?: string[] } {
+  const failing: string[] = [];
+  for (const w of watched) {
+    if (w.lastSuccessMono === undefined) failing.push(`${w.name}: no successful balance poll yet`);
+    else if (!w.lastPollOk) failing.push(`${w.name}: the latest balance poll failed`);
+    else if (monoNow - w.lastSuccessMono > staleAfterMs) failing.push(`${w.name}: last successful poll is ${Math.round((monoNow - w.lastSuccessMono) / 1000)}s old`);
+  }
+  if (watched.length > 0 && failing.length === watched.length) return { ok: false, reason: failing.length === 1 ? failing[0]! : `no account has a fresh reading: ${failing.join('; ')}` };
+  return failing.length > 0 ? { ok: true, failing } : { ok: true };
 }
 
 export interface Daemon extends Parts {
@@ -174,7 +313,7 @@ export function shutdownBoundMs(httpTimeoutMs: number): number {
 
 export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promise<Daemon> {
   const parts = buildParts(config, deps);
-  const { log, metrics, watchdogs, now } = parts;
+  const { log, metrics, fleet, now } = parts;
 
   // The schedule follows the real clocks, never the injected `now`: a test's fake wall clock
   // must not fire, silence or step the schedule.
@@ -184,22 +323,13 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     cycleBoundMs: cycleBoundMs(config.httpTimeoutMs),
     onClockStep: (direction) => metrics.clockSteps.inc({ direction }),
     run: async (signal) => {
-      await Promise.all(watchdogs.map((w) => w.runCycle(signal)));
+      await fleet.runCycle(signal);
     },
   });
   const staleAfterMs = 2 * scheduler.intervalMs + cycleBoundMs(config.httpTimeoutMs);
 
   const health = (): Probe => scheduler.health(staleAfterMs);
-  const ready = (): Probe => {
-    for (const w of watchdogs) {
-      if (w.lastSuccessMono === undefined) return { ok: false, reason: `${w.name}: no successful balance poll yet` };
-      if (!w.lastPollOk) return { ok: false, reason: `${w.name}: the latest balance poll failed` };
-      // Monotonic: after a backward clock step, a wall-clock age would go negative and pass.
-      const age = parts.monoNow() - w.lastSuccessMono;
-      if (age > staleAfterMs) return { ok: false, reason: `${w.name}: last successful poll is ${Math.round(age / 1000)}s old` };
-    }
-    return { ok: true };
-  };
+  const ready = (): Probe => readiness(watchedOf(fleet.units), parts.monoNow(), staleAfterMs);
   const server = createHttpServer({
     registry: metrics.registry,
     health,
@@ -214,7 +344,15 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         version: VERSION,
         now: new Date(now()).toISOString(),
         nextPoll,
-        accounts: watchdogs.map((w) => ({ ...w.status(), nextPoll })),
+        accounts: fleet.units.flatMap((u): Record<string, unknown>[] => {
+          const own = { ...u.watchdog.status(), name: u.account.name, primary: null, nextPoll };
+          if (!u.group) return [own];
+          const g = u.group.group.status();
+          return [
+            { ...own, subaccounts: { watched: g.subaccounts.length, missing: g.missing, lastList: g.lastPoll, refill: u.group.group.config.refill, primaryReserve: u.group.group.config.primaryReserve, maxTransferredPerDay: u.group.group.config.maxTransferredPerDay } },
+            ...g.subaccounts.map((sub) => ({ ...sub, nextPoll })),
+          ];
+        }),
       };
     },
   });
@@ -251,7 +389,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
     return { ...parts, url, port, scheduler, stop };
   }
   scheduler.start();
-  log.info({ url, schedule: config.pollSchedule, accounts: watchdogs.map((w) => w.name), version: VERSION }, 'watchdog started');
+  log.info({ url, schedule: config.pollSchedule, accounts: fleet.units.map((u) => u.account.name), version: VERSION }, 'watchdog started');
   // Poll once now rather than at the schedule's first slot (up to a minute away by default): a
   // restarted watchdog must see a low balance at once, and /readyz should not wait for the clock.
   // The overlap guard keeps it from running beside the first scheduled tick; the ledger keeps a

@@ -7,11 +7,11 @@
 import dotenv from 'dotenv';
 import { helpText, parseArgs } from './config/cli.js';
 import { ConfigError, describeConfig, loadConfig, type Config } from './config/config.js';
-import { buildParts, onceExitCode, settleLedgers, startDaemon } from './daemon.js';
+import { buildParts, onceExitCode, reloader, settleLedgers, startDaemon } from './daemon.js';
 import { scrub, secretForms } from './observe/log.js';
 
 const EXIT_FAILED = 1;
-const HANGUP_NOTE = 'SIGHUP received: configuration reload is not supported yet; ignored (restart to apply changes)';
+const HANGUP_NOTE = 'SIGHUP received: a --once run does not reload its configuration; ignored';
 const EXIT_USAGE = 64;
 const EXIT_CONFIG = 78;
 
@@ -53,8 +53,8 @@ async function main(): Promise<void> {
 
   const config = configOrExit();
   // Node's default for SIGHUP is to exit, which would cut an in-flight top-up short and turn a
-  // known outcome into an unknown one: from here on it is logged and ignored (a reload of the
-  // configuration comes with fleet files).
+  // known outcome into an unknown one: from here on it reloads the configuration (the daemon)
+  // or is logged and ignored (--once, and while starting).
   let onHangup = () => {};
   process.on('SIGHUP', () => onHangup());
   fatalForms = secretForms([...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? ''], config.accounts.map((a) => a.apiKey));
@@ -84,9 +84,14 @@ async function main(): Promise<void> {
     await settleLedgers(parts);
     // For cron, a ledger that cannot be written means the run cannot do its job: say so and stop
     // before asking Vonage anything (unless only watching, where no ledger is needed).
-    const blocked = config.accounts.flatMap((a, i) => {
-      const view = parts.ledgers[i]!.view();
-      return a.topupEnabled && !a.dryRun && !view.writable ? [`${a.name}: ${view.problem ?? 'the ledger cannot be written'}`] : [];
+    const blocked = parts.fleet.units.flatMap((u) => {
+      const a = u.account;
+      const view = u.ledger.view();
+      const out = a.topupEnabled && !a.dryRun && !view.writable ? [`${a.name}: ${view.problem ?? 'the ledger cannot be written'}`] : [];
+      const sub = a.subaccounts;
+      const transfers = u.group?.ledger.view();
+      if (sub && transfers && sub.refill === 'transfer' && sub.transfersEnabled && !sub.dryRun && !transfers.writable) out.push(`${a.name} (balance transfers): ${transfers.problem ?? 'the ledger cannot be written'}`);
+      return out;
     });
     let code: number;
     if (blocked.length > 0) {
@@ -94,7 +99,7 @@ async function main(): Promise<void> {
       process.stderr.write(`vonage-reload-watchdog: --once cannot top up, nothing was done:\n${blocked.map((b) => `  ${scrub(b, fatalForms)}`).join('\n')}\n`);
       code = EXIT_FAILED;
     } else {
-      const results = await Promise.all(parts.watchdogs.map((w) => w.runCycle()));
+      const results = await parts.fleet.runCycle();
       parts.closeLedgers();
       code = onceExitCode(results);
     }
@@ -128,7 +133,15 @@ async function main(): Promise<void> {
   // `on`, not `once` (above): a second signal during a graceful stop must not fall back to
   // Node's default and kill an in-flight top-up; stop() is idempotent.
   stopWith = shutdown;
-  onHangup = () => log.warn(HANGUP_NOTE);
+  const reload = reloader(daemon, config, () => {
+    const next = loadConfig(process.env);
+    fatalForms = [...new Set([...fatalForms, ...secretForms([...next.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), next.metrics.authToken ?? ''], next.accounts.map((a) => a.apiKey))])];
+    return next;
+  });
+  onHangup = () => {
+    log.info('SIGHUP received: reloading the configuration');
+    void reload();
+  };
   if (starting.signal.aborted) shutdown(String(starting.signal.reason));
 }
 

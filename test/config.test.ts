@@ -80,9 +80,12 @@ describe('good configurations', () => {
           maxPerDay: 3,
           topupEnabled: true,
           dryRun: false,
+          subaccountsBaseUrl: 'https://api.nexmo.com',
         },
       ],
+      accountsFile: undefined,
       pollSchedule: '* * * * *',
+      pollConcurrency: 8,
       httpTimeoutMs: 10_000,
       stateDir: './data',
       metrics: { host: '0.0.0.0', port: 8479, authToken: undefined },
@@ -329,6 +332,10 @@ const BAD: Bad[] = [
   ),
   bad('log level', { ...MINIMAL, LOG_LEVEL: 'verbose' }, ['LOG_LEVEL'], /fatal\/error\/warn\/info\/debug\/trace\/silent \(got "verbose"\)/),
   bad('log format', { ...MINIMAL, LOG_FORMAT: 'text' }, ['LOG_FORMAT'], /json or pretty/),
+  bad('poll concurrency 0', { ...MINIMAL, POLL_CONCURRENCY: '0' }, ['POLL_CONCURRENCY'], /whole number from 1 to 64 \(got "0"\)/),
+  bad('poll concurrency 65', { ...MINIMAL, POLL_CONCURRENCY: '65' }, ['POLL_CONCURRENCY'], /from 1 to 64/),
+  // ACCOUNTS_FILE: the fleet file itself is tested in test/fleet-file.test.ts
+  bad('accounts file missing, with per-account variables set too', { ...MINIMAL, ACCOUNTS_FILE: '/fleet.yaml' }, ['ACCOUNTS_FILE', 'VONAGE_API_KEY', 'VONAGE_API_SECRET', 'VONAGE_TOPUP_TRX', 'TOPUP_THRESHOLD'], /^ACCOUNTS_FILE: cannot read "\/fleet.yaml" \(ENOENT\)$/),
 
   // _FILE variants (fake reader)
   bad('secret and secret file both set', { ...MINIMAL, VONAGE_API_SECRET_FILE: '/run/secrets/s' }, ['VONAGE_API_SECRET'], /VONAGE_API_SECRET_FILE; use one/, { '/run/secrets/s': `${SECRET}\n` }),
@@ -384,7 +391,7 @@ describe('bad configurations', () => {
   });
 
   test('every variable has at least one bad case naming it', () => {
-    const named = new Set(BAD.flatMap((b) => b.variables.map((v) => v.replace(/_FILE$/, ''))));
+    const named = new Set(BAD.flatMap((b) => b.variables.flatMap((v) => [v, v.replace(/_FILE$/, '')])));
     expect(CONFIG_VARIABLES.map((v) => v.name).filter((n) => !named.has(n))).toEqual([]);
     const fileNamed = new Set(BAD.flatMap((b) => b.variables).filter((v) => v.endsWith('_FILE')));
     for (const v of CONFIG_VARIABLES.filter((x) => x.fileVariant)) expect(fileNamed).toContain(`${v.name}_FILE`);

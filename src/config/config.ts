@@ -12,6 +12,10 @@ import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { formatDuration, parseDuration } from './duration.js';
+// A cycle: fleet-file.ts uses this module's helpers, and loadConfig calls it. Neither module
+// uses the other's exports while it is being evaluated, only when a function runs.
+import { parseFleetFile } from './fleet-file.js';
+import type { SubaccountSettings, SubaccountsConfig } from '../accounts/types.js';
 
 export interface AccountConfig {
   name: string;
@@ -27,13 +31,21 @@ export interface AccountConfig {
   maxPerDay: number;
   topupEnabled: boolean;
   dryRun: boolean;
+  /** Root of the Subaccounts API (https://api.nexmo.com unless the fleet file says otherwise). */
+  subaccountsBaseUrl: string;
+  /** Only from ACCOUNTS_FILE: the primary's subaccounts to watch and refill. */
+  subaccounts?: SubaccountsConfig;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
   accounts: AccountConfig[];
+  /** The fleet file the accounts came from; undefined when the environment describes one account. */
+  accountsFile: string | undefined;
   pollSchedule: string;
+  /** How many accounts are polled at once. */
+  pollConcurrency: number;
   httpTimeoutMs: number;
   stateDir: string;
   metrics: { host: string; port: number; authToken: string | undefined };
@@ -93,6 +105,11 @@ function variable(
 
 // The order here is the order of --help, the README table and of problems in a ConfigError.
 export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
+  variable(
+    'ACCOUNTS_FILE',
+    '(unset)',
+    'YAML file describing a fleet of accounts; when set, the VONAGE_* account, TOPUP_* and DRY_RUN variables must not be',
+  ),
   variable('VONAGE_API_KEY', '(required)', 'Vonage API key', { fileVariant: true }),
   variable('VONAGE_API_SECRET', '(required)', 'Vonage API secret', { secret: true, fileVariant: true }),
   variable(
@@ -115,6 +132,7 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
   variable('TOPUP_ENABLED', 'true', 'false = watch and report only'),
   variable('DRY_RUN', 'false', 'decide and report, never send a top-up'),
   variable('POLL_SCHEDULE', '* * * * *', 'node-cron expression (5 or 6 fields) for balance polls'),
+  variable('POLL_CONCURRENCY', '8', 'how many accounts are polled at once (1-64)'),
   variable('HTTP_TIMEOUT', '10s', 'bound on each request to Vonage'),
   variable('STATE_DIR', './data', 'where the top-up ledger is kept'),
   variable('METRICS_HOST', '0.0.0.0', 'address the HTTP endpoints listen on'),
@@ -152,6 +170,43 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const LOG_FORMATS = ['json', 'pretty'] as const;
 const AUTH_MODES = ['basic', 'query'] as const;
 
+/** Per-account settings: refused in the environment when ACCOUNTS_FILE is set. */
+export const ACCOUNT_VARIABLES: readonly string[] = Object.freeze([
+  'VONAGE_API_KEY',
+  'VONAGE_API_SECRET',
+  'VONAGE_TOPUP_TRX',
+  'VONAGE_ACCOUNT_NAME',
+  'VONAGE_BASE_URL',
+  'VONAGE_ALLOW_CUSTOM_BASE_URL',
+  'VONAGE_AUTH',
+  'TOPUP_THRESHOLD',
+  'TOPUP_COOLDOWN',
+  'TOPUP_MAX_PER_DAY',
+  'TOPUP_ENABLED',
+  'DRY_RUN',
+]);
+/** Where each per-account variable goes in the fleet file. */
+const FLEET_TWIN: Readonly<Record<string, string>> = {
+  VONAGE_API_KEY: 'apiKey',
+  VONAGE_API_KEY_FILE: 'apiKeyFile',
+  VONAGE_API_SECRET: 'apiSecret: ${env:NAME}',
+  VONAGE_API_SECRET_FILE: 'apiSecretFile',
+  VONAGE_TOPUP_TRX: 'trx: ${env:NAME}',
+  VONAGE_TOPUP_TRX_FILE: 'trxFile',
+  VONAGE_ACCOUNT_NAME: 'name',
+  VONAGE_BASE_URL: 'baseUrl',
+  VONAGE_ALLOW_CUSTOM_BASE_URL: 'allowCustomBaseUrl',
+  VONAGE_AUTH: 'auth',
+  TOPUP_THRESHOLD: 'threshold',
+  TOPUP_COOLDOWN: 'cooldown',
+  TOPUP_MAX_PER_DAY: 'maxPerDay',
+  TOPUP_ENABLED: 'topupEnabled',
+  DRY_RUN: 'dryRun',
+};
+
+export const DEFAULT_BASE_URL = 'https://rest.nexmo.com';
+export const DEFAULT_SUBACCOUNTS_BASE_URL = 'https://api.nexmo.com';
+
 const COOLDOWN_MIN_MS = 1_000;
 const COOLDOWN_MAX_MS = 7 * 86_400_000;
 // Vonage's own auto-reload checks the balance every 5-10 minutes; below that, both can fire.
@@ -165,6 +220,16 @@ const TOKEN_ADVISED_CHARS = 16;
 // Shorter strings turn up by chance in ordinary values ("true", "15m"); withholding those would
 // only make messages less useful without protecting anything.
 const SECRET_MATCH_MIN_CHARS = 4;
+const POLL_CONCURRENCY_MAX = 64;
+
+/** The bounds every setting is held to, shared with the fleet file so both read the same. */
+export const LIMITS = Object.freeze({
+  COOLDOWN_MIN_MS,
+  COOLDOWN_MAX_MS,
+  COOLDOWN_ADVISED_MS,
+  THRESHOLD_MAX,
+  MAX_PER_DAY_MAX,
+});
 
 const WITHHELD = '<withheld: it matches a secret>';
 /**
@@ -179,14 +244,34 @@ const CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
 const CONTROL_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
 const WHITESPACE_OR_CONTROL = /[\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
 
-function defaultReadFile(path: string): string {
+export function defaultReadFile(path: string): string {
   return readFileSync(path, 'utf8');
 }
 
+/** Only the code of a read error: an error message from a custom reader could quote the file. */
+export function readErrorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,32}$/.test(code) ? code : 'unreadable';
+}
+
+/**
+ * Exactly one line ending off: editors and `echo` add one, and it is the top cause of "wrong
+ * password" reports for *_FILE secrets. Anything more is left for the checks of the value.
+ */
+export function stripLineEnding(content: string): string {
+  return content.endsWith('\r\n') ? content.slice(0, -2) : content.endsWith('\n') ? content.slice(0, -1) : content;
+}
+
+/** true/false/1/0/yes/no in any case, as every boolean setting reads. */
+export function parseBoolean(text: string): boolean | undefined {
+  const parsed = BOOLEAN.safeParse(text.trim());
+  return parsed.success ? parsed.data : undefined;
+}
+
 /** Printable and bounded: values end up on terminals and in log aggregators. */
-function sanitize(text: string, maxChars: number): string {
+export function sanitize(text: string, maxChars: number): string {
   const clean = Array.from(text.replace(CONTROL_ALL, ''));
   return clean.length > maxChars ? `${clean.slice(0, maxChars).join('')}…` : clean.join('');
 }
@@ -197,45 +282,27 @@ function codePoints(text: string): number {
   return n;
 }
 
-/** Collects problems and warnings for one loadConfig call. */
-class Checker {
+/**
+ * Collects problems and warnings, and knows every secret seen so far so that no message or
+ * published value carries one. Shared with the fleet file (src/config/fleet-file.ts).
+ */
+export class Reporter {
   readonly problems: ConfigProblem[] = [];
   readonly warnings: string[] = [];
   private readonly secrets: string[] = [];
-  private readonly misspelt: readonly Misspelling[];
-  /** Misspelt names a problem already mentions, so they are not warned about twice. */
-  private readonly cited = new Set<string>();
-
-  constructor(
-    private readonly env: Env,
-    private readonly readFile: ReadFile,
-  ) {
-    for (const name of SECRET_VARIABLES) {
-      const value = this.raw(name);
-      if (value !== undefined) this.rememberSecret(value);
-    }
-    this.misspelt = misspellings(env);
-  }
+  /** As given, for handing on to another Reporter (the fleet file's). */
+  readonly secretValues: string[] = [];
 
   problem(variable: string, message: string): undefined {
     this.problems.push({ variable, message });
     return undefined;
   }
 
-  /** The variable's value; `""` counts as unset because docker compose passes empty variables. */
-  raw(name: string): string | undefined {
-    const value = this.env[name];
-    return value === undefined || value === '' ? undefined : value;
-  }
-
-  /** Trimmed, for values that are parsed rather than used verbatim; blank counts as unset. */
-  trimmed(name: string): string | undefined {
-    const value = this.raw(name)?.trim();
-    return value === '' ? undefined : value;
-  }
-
   rememberSecret(value: string): void {
-    if (value.length >= SECRET_MATCH_MIN_CHARS) this.secrets.push(value.toLowerCase());
+    if (value.length >= SECRET_MATCH_MIN_CHARS) {
+      this.secrets.push(value.toLowerCase());
+      this.secretValues.push(value);
+    }
   }
 
   /** A non-secret value for a message: sanitised, shortened, and withheld if it holds a secret. */
@@ -273,6 +340,42 @@ class Checker {
     return true;
   }
 
+  /** A name (a variable, a YAML key) for a message: printable, bounded, withheld if it holds a secret. */
+  quoteName(name: string): string {
+    return this.holdsSecret(name) ? '<a variable whose name matches a secret>' : sanitize(name, 64);
+  }
+}
+
+/** Collects problems and warnings for one loadConfig call. */
+class Checker extends Reporter {
+  private readonly misspelt: readonly Misspelling[];
+  /** Misspelt names a problem already mentions, so they are not warned about twice. */
+  private readonly cited = new Set<string>();
+
+  constructor(
+    private readonly env: Env,
+    private readonly readFile: ReadFile,
+  ) {
+    super();
+    for (const name of SECRET_VARIABLES) {
+      const value = this.raw(name);
+      if (value !== undefined) this.rememberSecret(value);
+    }
+    this.misspelt = misspellings(env);
+  }
+
+  /** The variable's value; `""` counts as unset because docker compose passes empty variables. */
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  /** Trimmed, for values that are parsed rather than used verbatim; blank counts as unset. */
+  trimmed(name: string): string | undefined {
+    const value = this.raw(name)?.trim();
+    return value === '' ? undefined : value;
+  }
+
   required(name: string): string {
     const entry = BY_NAME.get(name);
     const fileHint = entry?.fileVariant ? `, or set ${name}_FILE to a file holding it` : '';
@@ -284,11 +387,6 @@ class Checker {
         return `; ${this.quoteName(m.name)} is set: did you mean ${m.closest}?`;
       });
     return `required (${entry?.description ?? name}${fileHint})${hints.join('')}`;
-  }
-
-  /** A variable name for a message: printable, bounded, and withheld if it holds a secret. */
-  quoteName(name: string): string {
-    return this.holdsSecret(name) ? '<a variable whose name matches a secret>' : sanitize(name, 64);
   }
 
   /** Warnings for the misspelt names no problem has already pointed out. */
@@ -321,23 +419,14 @@ class Checker {
     try {
       content = this.readFile(path);
     } catch (err) {
-      // Only the code: an error message from a custom reader could quote the file.
-      const code = (err as { code?: unknown } | null)?.code;
-      const why = typeof code === 'string' && /^[A-Z0-9_]{1,32}$/.test(code) ? code : 'unreadable';
-      this.problem(fileName, `cannot read ${this.quote(path)} (${why})`);
+      this.problem(fileName, `cannot read ${this.quote(path)} (${readErrorCode(err)})`);
       return 'failed';
     }
     if (typeof content !== 'string') {
       this.problem(fileName, `cannot read ${this.quote(path)} (reader returned no text)`);
       return 'failed';
     }
-    // Exactly one line ending: editors and `echo` add one, and it is the top cause of
-    // "wrong password" reports for *_FILE secrets. Anything more is left for the checks below.
-    const value = content.endsWith('\r\n')
-      ? content.slice(0, -2)
-      : content.endsWith('\n')
-        ? content.slice(0, -1)
-        : content;
+    const value = stripLineEnding(content);
     if (secret) this.rememberSecret(value);
     if (value === '') {
       this.problem(fileName, `${this.quote(path)} is empty`);
@@ -384,6 +473,15 @@ class Checker {
   }
 }
 
+/** What is wrong with an API key (a primary's or a subaccount's), never quoting it. */
+export function apiKeyProblem(key: string): string | undefined {
+  if (key === '') return 'must not be empty';
+  if (WHITESPACE_OR_CONTROL.test(key)) return 'must not contain whitespace or control characters';
+  if (key.includes(':')) return 'must not contain ":" (it is the Basic auth user name)';
+  if (codePoints(key) > 64) return 'must be at most 64 characters (it becomes a metric label)';
+  return undefined;
+}
+
 function checkApiKey(c: Checker): string | undefined {
   const name = 'VONAGE_API_KEY';
   const src = c.sourced(name);
@@ -391,11 +489,30 @@ function checkApiKey(c: Checker): string | undefined {
   if (src === 'unset') return c.problem(name, c.required(name));
   // Never quoted: a key and secret swapped by mistake would otherwise print the secret.
   const key = src.value;
-  if (WHITESPACE_OR_CONTROL.test(key)) return c.problem(src.from, 'must not contain whitespace or control characters');
-  if (key.includes(':')) return c.problem(src.from, 'must not contain ":" (it is the Basic auth user name)');
-  if (codePoints(key) > 64) return c.problem(src.from, 'must be at most 64 characters (it becomes a metric label)');
+  const why = apiKeyProblem(key);
+  if (why !== undefined) return c.problem(src.from, why);
   if (c.refusePublishedSecret(src.from, key, 'as the account label')) return undefined;
   return key;
+}
+
+/** What is wrong with an API secret, never quoting it; a warning goes to `r`. */
+export function apiSecretProblem(r: Reporter, from: string, secret: string): string | undefined {
+  if (secret.trim() === '') return 'must not be blank';
+  if (CONTROL.test(secret)) return 'must not contain control characters (a second line ending in the file?)';
+  if (secret.length > SECRET_MAX_CHARS) return `must be at most ${SECRET_MAX_CHARS} characters`;
+  if (secret !== secret.trim()) {
+    // Not an error: a secret may legitimately contain spaces, and we do not alter secrets.
+    r.warnings.push(`${from}: the value starts or ends with whitespace; it is used as is`);
+  }
+  return undefined;
+}
+
+/** What is wrong with a trx, never quoting it. */
+export function trxProblem(trx: string): string | undefined {
+  if (trx.trim() === '') return 'must not be blank';
+  if (WHITESPACE_OR_CONTROL.test(trx)) return 'must not contain whitespace or control characters';
+  if (trx.length > 128) return 'must be at most 128 characters';
+  return undefined;
 }
 
 type Sourced = ReturnType<Checker['sourced']>;
@@ -405,16 +522,8 @@ function checkApiSecret(c: Checker, src: Sourced): string | undefined {
   if (src === 'failed') return undefined;
   if (src === 'unset') return c.problem(name, c.required(name));
   const secret = src.value;
-  if (secret.trim() === '') return c.problem(src.from, 'must not be blank');
-  if (CONTROL.test(secret)) {
-    return c.problem(src.from, 'must not contain control characters (a second line ending in the file?)');
-  }
-  if (secret.length > SECRET_MAX_CHARS) return c.problem(src.from, `must be at most ${SECRET_MAX_CHARS} characters`);
-  if (secret !== secret.trim()) {
-    // Not an error: a secret may legitimately contain spaces, and we do not alter secrets.
-    c.warnings.push(`${src.from}: the value starts or ends with whitespace; it is used as is`);
-  }
-  return secret;
+  const why = apiSecretProblem(c, src.from, secret);
+  return why === undefined ? secret : c.problem(src.from, why);
 }
 
 function checkTrx(c: Checker, src: Sourced, topupEnabled: boolean | undefined): string | undefined {
@@ -426,10 +535,8 @@ function checkTrx(c: Checker, src: Sourced, topupEnabled: boolean | undefined): 
     return undefined;
   }
   const trx = src.value;
-  if (trx.trim() === '') return c.problem(src.from, 'must not be blank');
-  if (WHITESPACE_OR_CONTROL.test(trx)) return c.problem(src.from, 'must not contain whitespace or control characters');
-  if (trx.length > 128) return c.problem(src.from, 'must be at most 128 characters');
-  return trx;
+  const why = trxProblem(trx);
+  return why === undefined ? trx : c.problem(src.from, why);
 }
 
 function checkAuthToken(c: Checker, src: Sourced): string | undefined {
@@ -447,15 +554,20 @@ function checkAuthToken(c: Checker, src: Sourced): string | undefined {
   return token;
 }
 
+/** An account name as VONAGE_ACCOUNT_NAME or a fleet file's `name` may be, or undefined after a problem. */
+export function checkedAccountName(r: Reporter, where: string, text: string): string | undefined {
+  if (CONTROL.test(text)) return r.problem(where, 'must not contain control characters');
+  if (text.trim() !== text) return r.problem(where, `must not start or end with whitespace (got ${r.quote(text)})`);
+  if (codePoints(text) > 64) return r.problem(where, `must be at most 64 characters (got ${r.quote(text)})`);
+  if (r.refusePublishedSecret(where, text, 'as the account label on every metric and in /status')) return undefined;
+  return text;
+}
+
 function checkAccountName(c: Checker, apiKey: string | undefined): string | undefined {
   const name = 'VONAGE_ACCOUNT_NAME';
   const text = c.raw(name);
   if (text === undefined) return apiKey;
-  if (CONTROL.test(text)) return c.problem(name, 'must not contain control characters');
-  if (text.trim() !== text) return c.problem(name, `must not start or end with whitespace (got ${c.quote(text)})`);
-  if (codePoints(text) > 64) return c.problem(name, `must be at most 64 characters (got ${c.quote(text)})`);
-  if (c.refusePublishedSecret(name, text, 'as the account label on every metric and in /status')) return undefined;
-  return text;
+  return checkedAccountName(c, name, text);
 }
 
 function isLoopback(hostname: string): boolean {
@@ -465,13 +577,28 @@ function isLoopback(hostname: string): boolean {
 
 function checkBaseUrl(c: Checker, allowCustom: boolean | undefined): string | undefined {
   const name = 'VONAGE_BASE_URL';
-  // The URL is never quoted whole: it may carry user:password@.
   const text = c.trimmed(name) ?? literalDefault(name);
+  return checkedBaseUrl(c, name, text, allowCustom, { allowSetting: 'VONAGE_ALLOW_CUSTOM_BASE_URL=true', example: DEFAULT_BASE_URL });
+}
+
+/**
+ * A Vonage API root (VONAGE_BASE_URL, a fleet file's baseUrl or subaccountsBaseUrl), normalised,
+ * or undefined after reporting every problem with it under `name`.
+ */
+export function checkedBaseUrl(
+  c: Reporter,
+  name: string,
+  rawText: string,
+  allowCustom: boolean | undefined,
+  wording: { allowSetting: string; example: string },
+): string | undefined {
+  // The URL is never quoted whole: it may carry user:password@.
+  const text = rawText.trim();
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    return c.problem(name, 'must be an absolute URL such as https://rest.nexmo.com');
+    return c.problem(name, `must be an absolute URL such as ${wording.example}`);
   }
   const before = c.problems.length;
   if (url.protocol === 'http:') {
@@ -492,11 +619,11 @@ function checkBaseUrl(c: Checker, allowCustom: boolean | undefined): string | un
       c.problem(
         name,
         `${c.quote(url.hostname)} is not a Vonage API host (${VONAGE_HOSTS.join(', ')}); the API key and ` +
-          'secret are sent to whoever answers there. Set VONAGE_ALLOW_CUSTOM_BASE_URL=true only for a host you trust',
+          `secret are sent to whoever answers there. Set ${wording.allowSetting} only for a host you trust`,
       );
     }
     if (url.port !== '') {
-      c.problem(name, `port ${url.port} is not the default; set VONAGE_ALLOW_CUSTOM_BASE_URL=true to use it`);
+      c.problem(name, `port ${url.port} is not the default; set ${wording.allowSetting} to use it`);
     }
     if (vonageHost && path !== '') {
       c.problem(name, `must be the API root, without a path (got path ${c.quote(url.pathname)})`);
@@ -592,17 +719,77 @@ function checkMetricsHost(c: Checker): string | undefined {
  */
 export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Config {
   const c = new Checker(env, readFile);
+  const accountsFile = checkAccountsFile(c);
 
   // Secret files are read first, so quote() knows their contents before any value is quoted.
-  const secretSource = c.sourced('VONAGE_API_SECRET');
-  const trxSource = c.sourced('VONAGE_TOPUP_TRX');
+  const envSecrets = accountsFile === undefined ? ([c.sourced('VONAGE_API_SECRET'), c.sourced('VONAGE_TOPUP_TRX')] as const) : undefined;
   const tokenSource = c.sourced('METRICS_AUTH_TOKEN');
 
+  let accounts: AccountConfig[] | undefined;
+  if (envSecrets !== undefined) {
+    accounts = accountFromEnv(c, ...envSecrets);
+  } else if (accountsFile !== 'failed' && accountsFile !== undefined) {
+    accounts = accountsFromFile(c, accountsFile, env, readFile);
+  }
+  const authToken = checkAuthToken(c, tokenSource);
+
+  const pollSchedule = checkSchedule(c);
+  const pollConcurrency = c.integer('POLL_CONCURRENCY', 1, POLL_CONCURRENCY_MAX);
+  const httpTimeoutMs = c.duration('HTTP_TIMEOUT', TIMEOUT_MIN_MS, TIMEOUT_MAX_MS);
+  const stateDir = checkStateDir(c);
+  const host = checkMetricsHost(c);
+  const port = c.integer('METRICS_PORT', 0, 65535);
+  const level = c.choice('LOG_LEVEL', LOG_LEVELS, `one of ${LOG_LEVELS.join('/')}`);
+  const format = c.choice('LOG_FORMAT', LOG_FORMATS, 'json or pretty');
+  c.warnMisspelt();
+
+  if (c.problems.length > 0) throw configError(c);
+
+  // Every check above either returned a value or recorded a problem, so none is undefined here.
+  const config: Config = {
+    accounts: accounts!,
+    accountsFile: accountsFile === undefined ? undefined : (accountsFile as string),
+    pollSchedule: pollSchedule!,
+    pollConcurrency: pollConcurrency!,
+    httpTimeoutMs: httpTimeoutMs!,
+    stateDir: stateDir!,
+    metrics: { host: host!, port: port!, authToken },
+    log: { level: level!, format: format! },
+    warnings: c.warnings,
+  };
+  // The net under the checks above: whatever --check-config would print is held to the same
+  // rule, so a setting added to describeConfig later cannot publish a secret either. Only
+  // values that are ours rather than the user's (a default, a formatted number) reach here
+  // unchecked, and they match a secret only if the secret is a word like "json".
+  for (const [name, value] of Object.entries(describeConfig(config))) {
+    if (SECRET_VARIABLES.includes(name) || isMaskedFleetKey(name)) continue;
+    c.refusePublishedSecret(name, value, 'by --check-config (its effective value matches a secret)');
+  }
+  if (c.problems.length > 0) throw configError(c);
+  return deepFreeze(config);
+}
+
+/** ACCOUNTS_FILE, checked; `failed` after a problem. With it set, no per-account variable may be. */
+function checkAccountsFile(c: Checker): string | 'failed' | undefined {
+  const name = 'ACCOUNTS_FILE';
+  const path = c.raw(name);
+  if (path === undefined) return undefined;
+  for (const v of ACCOUNT_VARIABLES) {
+    for (const n of BY_NAME.get(v)?.fileVariant ? [v, `${v}_FILE`] : [v]) {
+      if (c.raw(n) === undefined) continue;
+      c.problem(n, `must not be set with ACCOUNTS_FILE: every account's settings come from that file (there: \`${FLEET_TWIN[n] ?? n}\`)`);
+    }
+  }
+  if (path.trim() === '') return c.problem(name, 'must not be blank') ?? 'failed';
+  if (CONTROL.test(path)) return c.problem(name, 'must not contain control characters') ?? 'failed';
+  return path;
+}
+
+function accountFromEnv(c: Checker, secretSource: Sourced, trxSource: Sourced): AccountConfig[] | undefined {
   const apiKey = checkApiKey(c);
   const apiSecret = checkApiSecret(c, secretSource);
   const topupEnabled = c.boolean('TOPUP_ENABLED');
   const trx = checkTrx(c, trxSource, topupEnabled);
-  const authToken = checkAuthToken(c, tokenSource);
 
   const accountName = checkAccountName(c, apiKey);
   const allowCustom = c.boolean('VONAGE_ALLOW_CUSTOM_BASE_URL');
@@ -617,57 +804,56 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
   const cooldownMs = checkCooldown(c);
   const maxPerDay = c.integer('TOPUP_MAX_PER_DAY', 1, MAX_PER_DAY_MAX);
   const dryRun = c.boolean('DRY_RUN');
-  const pollSchedule = checkSchedule(c);
-  const httpTimeoutMs = c.duration('HTTP_TIMEOUT', TIMEOUT_MIN_MS, TIMEOUT_MAX_MS);
-  const stateDir = checkStateDir(c);
-  const host = checkMetricsHost(c);
-  const port = c.integer('METRICS_PORT', 0, 65535);
-  const level = c.choice('LOG_LEVEL', LOG_LEVELS, `one of ${LOG_LEVELS.join('/')}`);
-  const format = c.choice('LOG_FORMAT', LOG_FORMATS, 'json or pretty');
-  c.warnMisspelt();
+  return [
+    {
+      name: accountName!,
+      apiKey: apiKey!,
+      apiSecret: apiSecret!,
+      trx,
+      baseUrl: baseUrl!,
+      allowCustomBaseUrl: allowCustom!,
+      auth: auth!,
+      threshold: threshold!,
+      cooldownMs: cooldownMs!,
+      maxPerDay: maxPerDay!,
+      topupEnabled: topupEnabled!,
+      dryRun: dryRun!,
+      subaccountsBaseUrl: DEFAULT_SUBACCOUNTS_BASE_URL,
+    },
+  ];
+}
 
-  if (c.problems.length > 0) throw configError(c);
-
-  // Every check above either returned a value or recorded a problem, so none is undefined here.
-  const account: AccountConfig = {
-    name: accountName!,
-    apiKey: apiKey!,
-    apiSecret: apiSecret!,
-    trx,
-    baseUrl: baseUrl!,
-    allowCustomBaseUrl: allowCustom!,
-    auth: auth!,
-    threshold: threshold!,
-    cooldownMs: cooldownMs!,
-    maxPerDay: maxPerDay!,
-    topupEnabled: topupEnabled!,
-    dryRun: dryRun!,
-  };
-  const config: Config = {
-    accounts: [account],
-    pollSchedule: pollSchedule!,
-    httpTimeoutMs: httpTimeoutMs!,
-    stateDir: stateDir!,
-    metrics: { host: host!, port: port!, authToken },
-    log: { level: level!, format: format! },
-    warnings: c.warnings,
-  };
-  // The net under the checks above: whatever --check-config would print is held to the same
-  // rule, so a setting added to describeConfig later cannot publish a secret either. Only
-  // values that are ours rather than the user's (a default, a formatted number) reach here
-  // unchecked, and they match a secret only if the secret is a word like "json".
-  for (const [name, value] of Object.entries(describeConfig(config))) {
-    if (SECRET_VARIABLES.includes(name)) continue;
-    c.refusePublishedSecret(name, value, 'by --check-config (its effective value matches a secret)');
+function accountsFromFile(c: Checker, path: string, env: Env, readFile: ReadFile): AccountConfig[] | undefined {
+  const name = 'ACCOUNTS_FILE';
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    return c.problem(name, `cannot read ${c.quote(path)} (${readErrorCode(err)})`);
   }
-  if (c.problems.length > 0) throw configError(c);
-  return deepFreeze(config);
+  if (typeof text !== 'string') return c.problem(name, `cannot read ${c.quote(path)} (reader returned no text)`);
+  try {
+    const fleet = parseFleetFile(text, { path, env, readFile, knownSecrets: c.secretValues });
+    for (const a of fleet.accounts) {
+      c.rememberSecret(a.apiSecret);
+      if (a.trx !== undefined) c.rememberSecret(a.trx);
+    }
+    c.warnings.push(...fleet.warnings);
+    return fleet.accounts;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    c.problems.push(...err.problems);
+    c.warnings.push(...err.warnings);
+    return undefined;
+  }
 }
 
 function configError(c: Checker): ConfigError {
   // Sorted into table order so the same mistakes always read the same way.
   const rank = (p: ConfigProblem): number => {
-    const i = CONFIG_VARIABLES.findIndex((v) => p.variable === v.name || p.variable === `${v.name}_FILE`);
+    // A fleet file's problems (named by their YAML path) go with ACCOUNTS_FILE, in file order.
+    const variable = /^(accounts|defaults)\b/.test(p.variable) ? 'ACCOUNTS_FILE' : p.variable;
+    const i = CONFIG_VARIABLES.findIndex((v) => variable === v.name || variable === `${v.name}_FILE`);
     return i === -1 ? CONFIG_VARIABLES.length : i;
   };
   const sorted = c.problems.map((p, i) => ({ p, i })).sort((a, b) => rank(a.p) - rank(b.p) || a.i - b.i);
@@ -785,29 +971,57 @@ function masked(secret: string | undefined): string {
   return secret === undefined ? '(unset)' : `(set, ${secret.length} chars)`;
 }
 
+/** describeConfig's keys whose values are masked secrets (never checked against the secrets). */
+function isMaskedFleetKey(key: string): boolean {
+  return /^accounts\[\d+\]\.(apiSecret|trx)$/.test(key);
+}
+
 /**
- * The effective settings for --check-config, keyed by variable name (every one of
- * CONFIG_VARIABLES), with secrets reduced to their length. Accounts after the first (not
- * configurable yet) get a `[i]` suffix on their keys.
+ * The closest of `known` to `name` when it is close enough to be a likely slip (case and `_`/`-`
+ * ignored, a few edits), for "did you mean" in messages about a fleet file's keys.
+ */
+export function suggestName(name: string, known: readonly string[]): string | undefined {
+  const norm = (t: string) => t.slice(0, 128).toLowerCase().replace(/[^a-z0-9]/g, '');
+  const squeezed = norm(name);
+  let best: { name: string; d: number } | undefined;
+  for (const k of known) {
+    const d = editDistance(squeezed, norm(k));
+    if (best === undefined || d < best.d) best = { name: k, d };
+  }
+  if (best === undefined) return undefined;
+  return best.d <= Math.max(2, Math.floor(norm(best.name).length / 4)) ? best.name : undefined;
+}
+
+/**
+ * The effective settings for --check-config, with secrets reduced to their length. From the
+ * environment: keyed by variable name (every one of CONFIG_VARIABLES). From ACCOUNTS_FILE: the
+ * accounts are keyed by their YAML path (`accounts[0].threshold`, `accounts[0].subaccounts.refill`)
+ * and the process-wide settings by variable name.
  */
 export function describeConfig(config: Config): Record<string, string> {
   const out: Record<string, string> = {};
-  config.accounts.forEach((a, i) => {
-    const k = (name: string): string => (i === 0 ? name : `${name}[${i}]`);
-    out[k('VONAGE_API_KEY')] = a.apiKey;
-    out[k('VONAGE_API_SECRET')] = masked(a.apiSecret);
-    out[k('VONAGE_TOPUP_TRX')] = masked(a.trx);
-    out[k('VONAGE_ACCOUNT_NAME')] = a.name;
-    out[k('VONAGE_BASE_URL')] = a.baseUrl;
-    out[k('VONAGE_ALLOW_CUSTOM_BASE_URL')] = String(a.allowCustomBaseUrl);
-    out[k('VONAGE_AUTH')] = a.auth;
-    out[k('TOPUP_THRESHOLD')] = String(a.threshold);
-    out[k('TOPUP_COOLDOWN')] = formatDuration(a.cooldownMs);
-    out[k('TOPUP_MAX_PER_DAY')] = String(a.maxPerDay);
-    out[k('TOPUP_ENABLED')] = String(a.topupEnabled);
-    out[k('DRY_RUN')] = String(a.dryRun);
-  });
+  out.ACCOUNTS_FILE = config.accountsFile ?? '(unset)';
+  if (config.accountsFile === undefined) {
+    config.accounts.forEach((a, i) => {
+      const k = (name: string): string => (i === 0 ? name : `${name}[${i}]`);
+      out[k('VONAGE_API_KEY')] = a.apiKey;
+      out[k('VONAGE_API_SECRET')] = masked(a.apiSecret);
+      out[k('VONAGE_TOPUP_TRX')] = masked(a.trx);
+      out[k('VONAGE_ACCOUNT_NAME')] = a.name;
+      out[k('VONAGE_BASE_URL')] = a.baseUrl;
+      out[k('VONAGE_ALLOW_CUSTOM_BASE_URL')] = String(a.allowCustomBaseUrl);
+      out[k('VONAGE_AUTH')] = a.auth;
+      out[k('TOPUP_THRESHOLD')] = String(a.threshold);
+      out[k('TOPUP_COOLDOWN')] = formatDuration(a.cooldownMs);
+      out[k('TOPUP_MAX_PER_DAY')] = String(a.maxPerDay);
+      out[k('TOPUP_ENABLED')] = String(a.topupEnabled);
+      out[k('DRY_RUN')] = String(a.dryRun);
+    });
+  } else {
+    config.accounts.forEach((a, i) => Object.assign(out, describeFleetAccount(a, `accounts[${i}]`)));
+  }
   out.POLL_SCHEDULE = config.pollSchedule;
+  out.POLL_CONCURRENCY = String(config.pollConcurrency);
   out.HTTP_TIMEOUT = formatDuration(config.httpTimeoutMs);
   out.STATE_DIR = config.stateDir;
   out.METRICS_HOST = config.metrics.host;
@@ -815,5 +1029,52 @@ export function describeConfig(config: Config): Record<string, string> {
   out.METRICS_AUTH_TOKEN = masked(config.metrics.authToken);
   out.LOG_LEVEL = config.log.level;
   out.LOG_FORMAT = config.log.format;
+  return out;
+}
+
+function describeFleetAccount(a: AccountConfig, p: string): Record<string, string> {
+  const out: Record<string, string> = {
+    [`${p}.name`]: a.name,
+    [`${p}.apiKey`]: a.apiKey,
+    [`${p}.apiSecret`]: masked(a.apiSecret),
+    [`${p}.trx`]: a.trx === undefined ? '(unset: never tops up by card)' : masked(a.trx),
+    [`${p}.threshold`]: String(a.threshold),
+    [`${p}.cooldown`]: formatDuration(a.cooldownMs),
+    [`${p}.maxPerDay`]: String(a.maxPerDay),
+    [`${p}.topupEnabled`]: a.trx === undefined ? 'false (no trx)' : String(a.topupEnabled),
+    [`${p}.dryRun`]: String(a.dryRun),
+    [`${p}.baseUrl`]: a.baseUrl,
+    [`${p}.allowCustomBaseUrl`]: String(a.allowCustomBaseUrl),
+    [`${p}.auth`]: a.auth,
+    [`${p}.subaccountsBaseUrl`]: a.subaccountsBaseUrl,
+  };
+  const s = a.subaccounts;
+  if (s === undefined) {
+    out[`${p}.subaccounts`] = '(none)';
+    return out;
+  }
+  const q = `${p}.subaccounts`;
+  const settings = (x: Partial<SubaccountSettings>): string =>
+    [
+      x.threshold === undefined ? '' : `threshold ${x.threshold}`,
+      x.transferAmount === undefined ? '' : `transferAmount ${x.transferAmount}`,
+      x.cooldownMs === undefined ? '' : `cooldown ${formatDuration(x.cooldownMs)}`,
+      x.maxPerDay === undefined ? '' : `maxPerDay ${x.maxPerDay}`,
+    ]
+      .filter((t) => t !== '')
+      .join(', ');
+  Object.assign(out, {
+    [`${q}.watch`]: s.watch === 'all' ? 'all' : s.watch.join(', '),
+    [`${q}.refill`]: s.refill,
+    [`${q}.threshold`]: String(s.settings.threshold),
+    [`${q}.transferAmount`]: String(s.settings.transferAmount),
+    [`${q}.cooldown`]: formatDuration(s.settings.cooldownMs),
+    [`${q}.maxPerDay`]: String(s.settings.maxPerDay),
+    [`${q}.primaryReserve`]: String(s.primaryReserve),
+    [`${q}.maxTransferredPerDay`]: String(s.maxTransferredPerDay),
+    [`${q}.topupEnabled`]: String(s.transfersEnabled),
+    [`${q}.dryRun`]: String(s.dryRun),
+  });
+  for (const [key, o] of Object.entries(s.overrides)) out[`${q}.overrides.${key}`] = settings(o);
   return out;
 }

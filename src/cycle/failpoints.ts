@@ -4,7 +4,7 @@
  * SIGKILL at that point, so tests can prove the ledger holds across a crash at the worst instant
  * rather than hoping a random kill lands there. Unset in production, where this is a no-op.
  */
-export type Failpoint = 'after_attempt_recorded' | 'before_outcome_recorded';
+export type Failpoint = 'after_attempt_recorded' | 'before_outcome_recorded' | 'after_transfer_recorded' | 'before_transfer_outcome_recorded';
 
 const active = new Set((process.env.WATCHDOG_FAILPOINTS ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 

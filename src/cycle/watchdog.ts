@@ -255,6 +255,7 @@ export class Watchdog {
       this.floors.delete(a.id);
       metrics.lastTopupAmount.set(this.label, amount);
       metrics.toppedUpEuros.inc(this.label, amount);
+      metrics.refilledEuros.inc({ ...this.label, action: 'topup' }, amount);
       const rise = `the balance rose by ${amount.toFixed(2)} EUR to ${reading.value.toFixed(2)} EUR`;
       if (wasUnknown) {
         this.log.warn({ attemptId: a.id, balanceBefore: a.balanceBefore, balance: reading.value, amount }, `balance rose after a top-up with unknown outcome: treating it as applied (${rise})`);

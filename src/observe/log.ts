@@ -149,7 +149,7 @@ function serializeErr(err: unknown): unknown {
  *   unformatted. Without it, lines go through the bounded writer to `options.output` (stdout).
  */
 export function createLogger(options: LogOptions, destination?: DestinationStream): Logger {
-  const forms = secretForms(options.secrets ?? [], options.apiKeys ?? []);
+  let forms = secretForms(options.secrets ?? [], options.apiKeys ?? []);
   const out = options.output ?? process.stdout;
   const stream: DestinationStream =
     destination ??
@@ -165,7 +165,7 @@ export function createLogger(options: LogOptions, destination?: DestinationStrea
             })
           : undefined,
     });
-  return pino(
+  const logger = pino(
     {
       level: options.level,
       base: { service: 'vonage-reload-watchdog' },
@@ -175,8 +175,23 @@ export function createLogger(options: LogOptions, destination?: DestinationStrea
         paths: ['apiSecret', '*.apiSecret', 'trx', '*.trx', 'authToken', '*.authToken', 'headers.authorization', 'headers.Authorization', 'err.config', 'err.request', 'err.response'],
         censor: REDACTED,
       },
-      hooks: forms.length > 0 ? { streamWrite: (line: string) => scrub(line, forms) } : {},
+      // Installed even with no secret yet: a reload (SIGHUP) may bring some (addLogSecrets).
+      hooks: { streamWrite: (line: string) => (forms.length > 0 ? scrub(line, forms) : line) },
     },
     stream,
   );
+  scrubbers.set(logger, (secrets, apiKeys) => {
+    forms = [...new Set([...forms, ...secretForms(secrets, apiKeys)])].sort((a, b) => b.length - a.length);
+  });
+  return logger;
+}
+
+const scrubbers = new WeakMap<Logger, (secrets: readonly string[], apiKeys: readonly string[]) => void>();
+
+/**
+ * Secrets learnt after start-up (a reloaded fleet file) are scrubbed from then on, by the logger
+ * and every child of it. Secrets it had stay scrubbed: an old one may still be in flight.
+ */
+export function addLogSecrets(logger: Logger, secrets: readonly string[], apiKeys: readonly string[]): void {
+  scrubbers.get(logger)?.(secrets, apiKeys);
 }

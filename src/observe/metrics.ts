@@ -4,12 +4,24 @@
  * from the first scrape, so `increase()` and absence alerts work without waiting for an event.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, type Endpoint } from '../vonage/errors.js';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, TRANSFER_ONLY_FAILURE_REASONS, type Endpoint } from '../vonage/errors.js';
+import { TRANSFER_SKIP_REASONS } from '../refill/transfer-policy.js';
 import { SKIP_REASONS } from '../refill/topup-policy.js';
 
 export const POLL_FAILURE_REASONS = FAILURE_REASONS;
 export const TOPUP_FAILURE_REASONS = [...FAILURE_REASONS, ...TOPUP_ONLY_FAILURE_REASONS] as const;
 const ENDPOINTS: readonly Endpoint[] = ['get_balance', 'top_up'];
+
+/**
+ * How often prom-client's event-loop monitor (perf_hooks.monitorEventLoopDelay) samples. Its
+ * default, 10 ms, wakes the idle daemon 100 times a second: that was most of its idle CPU (41 CPU
+ * seconds an hour against 9 at 100 ms; bench/idle-cpu.mjs). At 100 ms any stall of 100 ms or more
+ * is still caught and timed, and a 15 s scrape interval still gets 150 samples for the
+ * nodejs_eventloop_lag_* percentiles; shorter stalls are caught only sometimes, which matters
+ * little to a daemon that works once a minute. Its other default metrics cost nothing at idle:
+ * they are read at scrape time, and the GC histogram only observes collections.
+ */
+export const EVENT_LOOP_MONITORING_PRECISION_MS = 100;
 
 export interface Metrics {
   registry: Registry;
@@ -35,6 +47,14 @@ export interface Metrics {
   logLinesDropped: Counter<string>;
   clockSteps: Counter<'direction'>;
   requestDuration: Histogram<'account' | 'endpoint'>;
+  accountInfo: Gauge<'account' | 'name' | 'primary'>;
+  subaccountsWatched: Gauge<'account'>;
+  transfers: Counter<'account'>;
+  transferFailures: Counter<'account' | 'reason'>;
+  transferredEuros: Counter<'account'>;
+  refilledEuros: Counter<'account' | 'action'>;
+  configReloadSuccessful: Gauge<string>;
+  configReloadSuccessAt: Gauge<string>;
 }
 
 export interface MetricsAccount {
@@ -43,7 +63,13 @@ export interface MetricsAccount {
   maxPerDay: number;
   topupEnabled: boolean;
   dryRun: boolean;
+  /** The primary's Subaccounts API calls are timed too. */
+  subaccounts?: unknown;
 }
+
+/** Why a transfer did not succeed: a poll's reasons, the transfer-only refusals, and a lost one that the history does not hold. */
+export const TRANSFER_FAILURE_REASONS = [...FAILURE_REASONS, ...TRANSFER_ONLY_FAILURE_REASONS, 'not_in_history'] as const;
+const SUBACCOUNT_ENDPOINTS: readonly Endpoint[] = ['list_subaccounts', 'balance_transfer', 'list_balance_transfers'];
 
 export function createMetrics(registry: Registry, accounts: readonly MetricsAccount[], version: string): Metrics {
   const registers = [registry];
@@ -81,29 +107,80 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
+    accountInfo: new Gauge({ name: 'vonage_account_info', help: 'One series per watched account, value 1: joins the account label (a subaccount\'s is its api key) with its name and its primary\'s configured name (empty for a top-level account).', labelNames: ['account', 'name', 'primary'] as const, registers }),
+    subaccountsWatched: gauge('vonage_subaccounts_watched', 'Subaccounts of this primary watched as of the last subaccount list.'),
+    transfers: counter('vonage_balance_transfers_total', 'Balance transfers to this subaccount sent to Vonage (whatever their outcome).', ['account'] as const),
+    transferFailures: counter('vonage_balance_transfer_failures_total', 'Balance transfers to this subaccount that did not succeed, by reason.', ['account', 'reason'] as const),
+    transferredEuros: counter('vonage_balance_transferred_euros_total', 'EUR moved to this subaccount by balance transfers that Vonage confirmed.', ['account'] as const),
+    refilledEuros: counter('vonage_refilled_euros_total', 'EUR each refill added, as far as it is known: a card top-up from the balance rise that confirmed it, a transfer from Vonage\'s answer or history.', ['account', 'action'] as const),
+    configReloadSuccessful: new Gauge({ name: 'vonage_watchdog_config_last_reload_successful', help: 'Whether the last configuration (re)load succeeded (1) or failed (0): a failed SIGHUP reload keeps the running fleet.', registers }),
+    configReloadSuccessAt: new Gauge({ name: 'vonage_watchdog_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last successful configuration (re)load.', registers }),
   };
 
   new Gauge({ name: 'vonage_watchdog_build_info', help: 'Build information; the value is always 1.', labelNames: ['version'] as const, registers }).set({ version }, 1);
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_MONITORING_PRECISION_MS });
   // prom-client names three gauges `_total`, which promtool rejects; the same counts stay
   // available per type in nodejs_active_handles, nodejs_active_requests, nodejs_active_resources.
   m.logLinesDropped.inc(0);
   for (const direction of ['forward', 'backward']) m.clockSteps.inc({ direction }, 0);
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
 
-  for (const a of accounts) {
-    const account = a.name;
-    m.threshold.set({ account }, a.threshold);
-    m.maxPerDay.set({ account }, a.maxPerDay);
-    m.topupEnabled.set({ account }, a.topupEnabled && !a.dryRun ? 1 : 0);
-    for (const g of [m.balance, m.autoReload, m.pollSuccess, m.lastPollSuccess, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.ledgerWritable, m.lastTopupAmount, m.unresolvedAttempts]) g.set({ account }, 0);
-    m.polls.inc({ account }, 0);
-    m.toppedUpEuros.inc({ account }, 0);
-    m.topups.inc({ account }, 0);
-    for (const reason of POLL_FAILURE_REASONS) m.pollFailures.inc({ account, reason }, 0);
-    for (const reason of TOPUP_FAILURE_REASONS) m.topupFailures.inc({ account, reason }, 0);
-    for (const reason of SKIP_REASONS) m.topupsSkipped.inc({ account, reason }, 0);
-    for (const endpoint of ENDPOINTS) m.requestDuration.zero({ account, endpoint });
-  }
+  m.configReloadSuccessful.set(1);
+  m.configReloadSuccessAt.set(Date.now() / 1000);
+  for (const a of accounts) addAccount(m, a);
   return m;
+}
+
+/** Every series of one account at its starting value: at start-up, and for an account a reload adds. */
+export function addAccount(m: Metrics, a: MetricsAccount & { primary?: string }): void {
+  const account = a.name;
+  m.threshold.set({ account }, a.threshold);
+  m.maxPerDay.set({ account }, a.maxPerDay);
+  m.topupEnabled.set({ account }, a.topupEnabled && !a.dryRun ? 1 : 0);
+  for (const g of [m.balance, m.autoReload, m.pollSuccess, m.lastPollSuccess, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.ledgerWritable, m.lastTopupAmount, m.unresolvedAttempts]) g.set({ account }, 0);
+  m.polls.inc({ account }, 0);
+  m.toppedUpEuros.inc({ account }, 0);
+  m.topups.inc({ account }, 0);
+  for (const reason of POLL_FAILURE_REASONS) m.pollFailures.inc({ account, reason }, 0);
+  for (const reason of TOPUP_FAILURE_REASONS) m.topupFailures.inc({ account, reason }, 0);
+  for (const reason of SKIP_REASONS) m.topupsSkipped.inc({ account, reason }, 0);
+  for (const endpoint of ENDPOINTS) m.requestDuration.zero({ account, endpoint });
+  m.refilledEuros.inc({ account, action: 'topup' }, 0);
+  m.accountInfo.set({ account, name: a.name, primary: a.primary ?? '' }, 1);
+  if (a.subaccounts !== undefined) {
+  m.subaccountsWatched.set({ account }, 0);
+  for (const endpoint of SUBACCOUNT_ENDPOINTS) m.requestDuration.zero({ account, endpoint });
+  }
+}
+
+/** The series of a subaccount, when a list answer first shows it (`watch: all` finds new ones). */
+export function addSubaccount(m: Metrics, s: { apiKey: string; name: string; primary: string; shared: boolean }): void {
+  const account = s.apiKey;
+  for (const g of [m.pollSuccess, m.lastPollSuccess, m.attemptsLastDay, m.ledgerWritable, m.lastTopupSuccess, m.lastTopupAttempt, m.lastTopupAmount, m.unresolvedAttempts]) g.set({ account }, 0);
+  if (!s.shared) m.balance.set({ account }, 0);
+  m.polls.inc({ account }, 0);
+  m.transfers.inc({ account }, 0);
+  m.transferredEuros.inc({ account }, 0);
+  m.refilledEuros.inc({ account, action: 'transfer' }, 0);
+  for (const reason of POLL_FAILURE_REASONS) m.pollFailures.inc({ account, reason }, 0);
+  for (const reason of TRANSFER_FAILURE_REASONS) m.transferFailures.inc({ account, reason }, 0);
+  for (const reason of TRANSFER_SKIP_REASONS) m.topupsSkipped.inc({ account, reason }, 0);
+}
+
+/** Deletes every series labelled with this account (removed by a reload, or gone from Vonage's list). */
+export async function removeAccount(m: Metrics, account: string): Promise<void> {
+  const all = [m.balance, m.autoReload, m.threshold, m.pollSuccess, m.lastPollSuccess, m.polls, m.pollFailures, m.topups, m.topupFailures, m.topupsSkipped, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.maxPerDay, m.topupEnabled, m.ledgerWritable, m.lastTopupAmount, m.toppedUpEuros, m.unresolvedAttempts, m.requestDuration, m.accountInfo, m.subaccountsWatched, m.transfers, m.transferFailures, m.transferredEuros, m.refilledEuros] as const;
+  for (const metric of all) {
+    const { values } = await (metric as Gauge<string>).get();
+    const seen = new Set<string>();
+    for (const v of values) {
+      if (v.labels.account !== account) continue;
+      // A histogram's buckets carry `le`; the series is removed by its own labels.
+      const { le: _le, ...labels } = v.labels as Record<string, string | number>;
+      const key = JSON.stringify(labels);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      (metric as Gauge<string>).remove(labels as Record<string, string>);
+    }
+  }
 }

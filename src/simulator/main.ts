@@ -1,7 +1,8 @@
 // `npm run simulator`: the Vonage simulator as a standalone process, configured from SIM_* env.
-import { describeFaultKinds, startSimulator, type SimRequestRecord, type SimulatorOptions } from './simulator.js';
+import { SIM_ENDPOINTS, describeFaultKinds, startSimulator, type SimRequestRecord, type SimSubaccountInit, type SimulatorOptions } from './simulator.js';
 
-const HELP = `vonage simulator: a local stand-in for rest.nexmo.com balance and top-up
+const HELP = `vonage simulator: a local stand-in for rest.nexmo.com balance and top-up, and for
+api.nexmo.com's subaccount list and balance transfers (the primary is SIM_API_KEY)
 
 Environment (all optional):
   SIM_HOST              listen address (default 127.0.0.1; use 0.0.0.0 in a container)
@@ -14,11 +15,15 @@ Environment (all optional):
   SIM_DRAIN_PER_SECOND  EUR spent per second (default 0)
   SIM_TOPUP_AMOUNT      EUR added by each top-up (default 20)
   SIM_APPLIED_LOG       file to append one JSON line per applied top-up
+  SIM_SUBACCOUNTS       subaccounts of the primary: key=balance[:suspended],... where balance
+                        is EUR or "shared" (spends the primary's balance), e.g. a1=5,b2=shared
+  SIM_SUBACCOUNTS_PROVISIONED  false: the Subaccounts API answers 403 unprovisioned (default true)
+  SIM_APPLIED_TRANSFERS_LOG    file to append one JSON line per applied balance transfer
 
 Control API (loopback clients only): GET/POST /_sim/state, POST/DELETE /_sim/faults,
-GET /_sim/requests, GET /_sim/topups.
+GET /_sim/requests, GET /_sim/topups, GET/POST /_sim/subaccounts, GET /_sim/transfers.
 
-Fault kinds, for POST /_sim/faults {"kind": ..., "endpoint": "balance"|"topup"|"both", "count": N}:
+Fault kinds, for POST /_sim/faults {"kind": ..., "endpoint": ${SIM_ENDPOINTS.map((e) => `"${e}"`).join('|')}|"both", "count": N}:
 ${describeFaultKinds()}
 `;
 
@@ -53,10 +58,36 @@ function parseEnv(env: Env): { options: SimulatorOptions; problems: string[] } {
     topUpAmount: number('SIM_TOPUP_AMOUNT', (n) => n > 0, 'a number > 0'),
     appliedLogPath: get('SIM_APPLIED_LOG'),
   };
+  const subaccounts = get('SIM_SUBACCOUNTS');
+  if (subaccounts !== undefined) {
+    const parsed = parseSubaccounts(subaccounts);
+    if (typeof parsed === 'string') problems.push(`SIM_SUBACCOUNTS ${parsed}`);
+    else options.subaccounts = parsed;
+  }
+  const provisioned = get('SIM_SUBACCOUNTS_PROVISIONED')?.toLowerCase();
+  if (provisioned === 'true' || provisioned === 'false') options.subaccountsProvisioned = provisioned === 'true';
+  else if (provisioned !== undefined) problems.push(`SIM_SUBACCOUNTS_PROVISIONED must be true or false, got ${JSON.stringify(provisioned)}`);
+  const transfersLog = get('SIM_APPLIED_TRANSFERS_LOG');
+  if (transfersLog !== undefined) options.appliedTransfersLogPath = transfersLog;
   const autoReload = get('SIM_AUTO_RELOAD')?.toLowerCase();
   if (autoReload === 'true' || autoReload === 'false') options.autoReload = autoReload === 'true';
   else if (autoReload !== undefined) problems.push(`SIM_AUTO_RELOAD must be true or false, got ${JSON.stringify(autoReload)}`);
   return { options, problems };
+}
+
+/** `a1=5,b2=shared,c3=0:suspended` → the subaccounts, or what is wrong with it. */
+function parseSubaccounts(text: string): SimSubaccountInit[] | string {
+  const out: SimSubaccountInit[] = [];
+  for (const item of text.split(',').map((part) => part.trim()).filter((part) => part !== '')) {
+    const match = /^([A-Za-z0-9_-]{1,64})=([^:]+)(:suspended)?$/.exec(item);
+    if (!match) return `must be key=balance[:suspended],..., got ${JSON.stringify(item)}`;
+    const [, apiKey, rawBalance, suspended] = match;
+    const balance = rawBalance === 'shared' ? null : Number(rawBalance);
+    if (balance !== null && (!Number.isFinite(balance) || balance < 0)) return `balance of ${apiKey} must be a number >= 0 or "shared", got ${JSON.stringify(rawBalance)}`;
+    if (out.some((s) => s.apiKey === apiKey)) return `lists ${apiKey} twice`;
+    out.push({ apiKey: apiKey!, balance, suspended: suspended !== undefined });
+  }
+  return out;
 }
 
 // Deliberately leaves out the query string, headers and body: they carry the API secret and trx.

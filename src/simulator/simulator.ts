@@ -1,19 +1,26 @@
 // A small, faithful stand-in for rest.nexmo.com's balance and top-up endpoints, with fault
 // injection. Wire shapes follow Vonage's Account API OpenAPI description (1.0.3) and, where that is
 // silent (400, 420, XML selection), the official SDKs' test fixtures.
+//
+// It also serves three calls of the Subaccounts API (api.nexmo.com in production; here the same
+// server): GET /accounts/{key}/subaccounts, POST and GET /accounts/{key}/balance-transfers, with
+// RFC 7807 errors as in Vonage's Subaccounts OpenAPI description (1.0.8). The primary is the
+// account of apiKey/apiSecret: its balance is the one get-balance reports, and a transfer moves
+// money between it and one of its subaccounts.
 import { randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type SimEndpoint = 'balance' | 'topup';
+export type SimEndpoint = 'balance' | 'topup' | 'list_subaccounts' | 'transfer' | 'list_transfers';
+export const SIM_ENDPOINTS: readonly SimEndpoint[] = ['balance', 'topup', 'list_subaccounts', 'transfer', 'list_transfers'];
 /**
  * Every fault kind, the endpoints it applies to unless a fault says otherwise, and what it does.
  * The one list: the type, the control API's validation and error, and the CLI's --help all come
  * from it, so a kind cannot be added to one and missed by another.
  */
 export const SIM_FAULTS = {
-  server_error: { endpoint: 'both', does: 'answers 500 (or `status`) with a plain-text body' },
+  server_error: { endpoint: 'both', does: 'answers 500 (or `status`) with a plain-text body (Subaccounts API: its JSON InternalError)' },
   rate_limit: { endpoint: 'both', does: 'answers 429, with Retry-After when `retryAfterSeconds` is set' },
   slow: { endpoint: 'both', does: 'answers normally after `delayMs`' },
   hang: { endpoint: 'both', does: 'never answers' },
@@ -24,13 +31,13 @@ export const SIM_FAULTS = {
   truncated: { endpoint: 'both', does: 'answers 200 with the first half of a success body; nothing is applied' },
   slow_drip: { endpoint: 'both', does: 'answers normally, one byte every `delayMs` (default 500)' },
   redirect: { endpoint: 'both', does: 'answers 302 to `location` (default: the same path)' },
-  auth_failure: { endpoint: 'both', does: 'answers 401 "authentication failed"' },
+  auth_failure: { endpoint: 'both', does: 'answers 401 "authentication failed" (Subaccounts API: its JSON 401)' },
   auto_reload_off: { endpoint: 'both', does: 'reports autoReload false; top-ups answer 401 "not auto-reload enabled"' },
   topup_failed: { endpoint: 'topup', does: 'answers 401 with Vonage\'s 420 "topup failed"' },
-  bad_request: { endpoint: 'topup', does: 'answers 400 BAD_REQUEST' },
-  lost_answer: { endpoint: 'topup', does: 'applies the top-up, then loses the answer (`lostMode`: reset, hang or truncated)' },
+  bad_request: { endpoint: 'topup', also: ['transfer'], does: 'answers 400 BAD_REQUEST (a transfer: 422 validation)' },
+  lost_answer: { endpoint: 'topup', also: ['transfer'], does: 'applies the top-up (or transfer), then loses the answer (`lostMode`: reset, hang or truncated)' },
   lag: { endpoint: 'topup', does: 'applies the top-up, but the balance hides it for `lagPolls` reads (default 1)' },
-} as const satisfies Record<string, { endpoint: 'both' | 'topup'; does: string }>;
+} as const satisfies Record<string, { endpoint: 'both' | 'topup'; also?: readonly SimEndpoint[]; does: string }>;
 
 export type SimFaultKind = keyof typeof SIM_FAULTS;
 export const SIM_FAULT_KINDS = Object.keys(SIM_FAULTS) as SimFaultKind[];
@@ -39,7 +46,8 @@ export const SIM_FAULT_KINDS = Object.keys(SIM_FAULTS) as SimFaultKind[];
 export function describeFaultKinds(indent = '  '): string {
   const width = Math.max(...SIM_FAULT_KINDS.map((k) => k.length));
   return SIM_FAULT_KINDS.map((k) => {
-    const where = SIM_FAULTS[k].endpoint === 'topup' ? 'top-up only: ' : '';
+    const also: readonly string[] = faultTargets(k).slice(1);
+    const where = SIM_FAULTS[k].endpoint === 'topup' ? (also.length > 0 ? `top-up or ${also.join(', ')} only: ` : 'top-up only: ') : '';
     return `${indent}${k.padEnd(width)}  ${where}${SIM_FAULTS[k].does}`;
   }).join('\n');
 }
@@ -57,6 +65,45 @@ export interface SimFault {
   lagPolls?: number;
 }
 
+/** A subaccount of the primary (apiKey) as the simulator starts with it. */
+export interface SimSubaccountInit {
+  apiKey: string;
+  name?: string;
+  /** EUR; null: spends the primary's balance (use_primary_account_balance). Default 0. */
+  balance?: number | null;
+  /** Default 0 for an own balance; always null for a shared one. */
+  creditLimit?: number;
+  suspended?: boolean;
+  /** ISO 8601; default the simulator's start, in whole seconds. */
+  createdAt?: string;
+}
+
+/** A subaccount as the simulator holds it (and the list call reports it). */
+export interface SimSubaccount {
+  apiKey: string;
+  name: string;
+  balance: number | null;
+  creditLimit: number | null;
+  usePrimaryBalance: boolean;
+  suspended: boolean;
+  createdAt: string;
+}
+
+/** One applied balance transfer: the history the API serves and the ground truth in one. */
+export interface AppliedTransfer {
+  at: number;
+  id: string;
+  amount: number;
+  from: string;
+  to: string;
+  reference: string;
+  /** ISO 8601 in whole seconds, as Vonage writes it. */
+  createdAt: string;
+  requestId: string;
+  primaryBalanceAfter: number;
+  subaccountBalanceAfter: number;
+}
+
 export interface SimulatorOptions {
   apiKey?: string;
   apiSecret?: string;
@@ -70,6 +117,14 @@ export interface SimulatorOptions {
   port?: number;
   /** One JSON line per applied top-up, appended synchronously: ground truth that survives crashes. */
   appliedLogPath?: string;
+  /** Subaccounts of the primary at start. */
+  subaccounts?: SimSubaccountInit[];
+  /** false: the Subaccounts API answers 403 #unprovisioned (default true). */
+  subaccountsProvisioned?: boolean;
+  /** The primary's name in the subaccount list (default "Primary account"). */
+  primaryName?: string;
+  /** One JSON line per applied balance transfer, appended synchronously (like appliedLogPath). */
+  appliedTransfersLogPath?: string;
   /** Called once per Vonage API request when its exchange ends (answered, reset, or abandoned). */
   onRequest?: (record: SimRequestRecord) => void;
 }
@@ -104,12 +159,28 @@ export interface Simulator {
   clearFaults(): void;
   requests(): SimRequestRecord[];
   appliedTopUps(): AppliedTopUp[];
+  /** Snapshots of the subaccounts, in creation order. */
+  subaccounts(): SimSubaccount[];
+  subaccount(apiKey: string): SimSubaccount | undefined;
+  /** Adds a subaccount (or replaces the one with that key). */
+  addSubaccount(init: SimSubaccountInit): void;
+  /** Sets an own-balance subaccount's balance (finite, >= -1e6). */
+  setSubaccountBalance(apiKey: string, value: number): void;
+  /** Spends `amount` EUR of an own-balance subaccount (not below 0); returns the new balance. */
+  drainSubaccount(apiKey: string, amount: number): number;
+  setSubaccountSuspended(apiKey: string, suspended: boolean): void;
+  setSubaccountsProvisioned(v: boolean): void;
+  /** Every applied balance transfer, oldest first: what the history serves, and ground truth. */
+  appliedTransfers(): AppliedTransfer[];
   close(): Promise<void>;
 }
 
 const BALANCE_PATH = '/account/get-balance';
 const TOPUP_PATH = '/account/top-up';
 const CONTROL_PREFIX = '/_sim/';
+const SUBACCOUNTS_PATH = /^\/accounts\/([^/]+)\/(subaccounts|balance-transfers)$/;
+const SUB_ENDPOINTS: ReadonlySet<SimEndpoint> = new Set<SimEndpoint>(['list_subaccounts', 'transfer', 'list_transfers']);
+const MAX_SUB_NAME = 80;
 const MAX_REQUEST_BODY = 64 * 1024;
 const HUGE_BODY_BYTES = 10 * 1024 * 1024;
 const HUGE_CHUNK_BYTES = 64 * 1024;
@@ -136,6 +207,13 @@ const TRANSPORT_KINDS: ReadonlySet<SimFaultKind> = new Set<SimFaultKind>([
   'server_error', 'rate_limit', 'slow', 'hang', 'reset', 'garbage', 'html', 'huge', 'truncated',
   'slow_drip', 'redirect', 'auth_failure',
 ]);
+// The Subaccounts API's RFC 7807 bodies, as its OpenAPI description gives them.
+const ERRORS_BASE = 'https://developer.nexmo.com/api-errors';
+const problem = (type: string, title: string, detail: string, extra: Record<string, unknown> = {}) =>
+  ({ type: `${ERRORS_BASE}${type}`, title, detail, instance: randomUUID().replace(/-/g, ''), ...extra });
+const UNAUTHORIZED = () => problem('#unauthorized', 'Invalid credentials supplied', 'You did not provide correct credentials');
+const INTERNAL_ERROR = () => problem('#internal-error', 'Internal Error', 'An internal error occurred. Please try again shortly');
+
 const FAULT_FIELDS: ReadonlySet<string> = new Set([
   'kind', 'endpoint', 'count', 'status', 'delayMs', 'retryAfterSeconds', 'location', 'lostMode', 'lagPolls',
 ]);
@@ -191,6 +269,12 @@ class VonageSimulator implements Simulator {
   private records: SimRequestRecord[] = [];
   private vonageRequestCount = 0;
   private applied: AppliedTopUp[] = [];
+  private readonly subs = new Map<string, SimSubaccount>();
+  private transfersApplied: AppliedTransfer[] = [];
+  private provisioned: boolean;
+  private readonly primaryName: string;
+  private readonly startedAt: string;
+  private readonly appliedTransfersLogPath: string | undefined;
 
   private readonly server: Server;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -208,6 +292,11 @@ class VonageSimulator implements Simulator {
     this.baseAt = this.now();
     this.drainPerSecond = checkAmount('drainPerSecond', opts.drainPerSecond ?? 0);
     this.autoReload = opts.autoReload ?? true;
+    this.provisioned = opts.subaccountsProvisioned ?? true;
+    this.primaryName = opts.primaryName ?? 'Primary account';
+    this.startedAt = wholeSeconds(this.now());
+    this.appliedTransfersLogPath = opts.appliedTransfersLogPath;
+    for (const init of opts.subaccounts ?? []) this.addSubaccount(init);
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.failInternally(res, err));
     });
@@ -265,6 +354,54 @@ class VonageSimulator implements Simulator {
     return this.applied.map((t) => ({ ...t }));
   }
 
+  subaccounts(): SimSubaccount[] {
+    return [...this.subs.values()].map((sub) => ({ ...sub }));
+  }
+
+  subaccount(apiKey: string): SimSubaccount | undefined {
+    const sub = this.subs.get(apiKey);
+    return sub ? { ...sub } : undefined;
+  }
+
+  addSubaccount(init: SimSubaccountInit): void {
+    const sub = checkSubaccount(init, this.startedAt);
+    if (sub.apiKey === this.apiKey) throw new TypeError('a subaccount cannot have the primary\'s api key');
+    this.subs.set(sub.apiKey, sub);
+  }
+
+  setSubaccountBalance(apiKey: string, value: number): void {
+    const sub = this.ownBalanceSub(apiKey);
+    sub.balance = round8(checkSubBalance(`balance of ${apiKey}`, value));
+  }
+
+  drainSubaccount(apiKey: string, amount: number): number {
+    const sub = this.ownBalanceSub(apiKey);
+    checkAmount('amount', amount);
+    sub.balance = round8(Math.max(0, (sub.balance ?? 0) - amount));
+    return sub.balance;
+  }
+
+  setSubaccountSuspended(apiKey: string, suspended: boolean): void {
+    const sub = this.subs.get(apiKey);
+    if (!sub) throw new RangeError(`no subaccount ${apiKey}`);
+    sub.suspended = suspended;
+  }
+
+  setSubaccountsProvisioned(v: boolean): void {
+    this.provisioned = v;
+  }
+
+  appliedTransfers(): AppliedTransfer[] {
+    return this.transfersApplied.map((t) => ({ ...t }));
+  }
+
+  private ownBalanceSub(apiKey: string): SimSubaccount {
+    const sub = this.subs.get(apiKey);
+    if (!sub) throw new RangeError(`no subaccount ${apiKey}`);
+    if (sub.usePrimaryBalance) throw new RangeError(`subaccount ${apiKey} spends the primary's balance`);
+    return sub;
+  }
+
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
       for (const timer of this.timers) clearTimeout(timer);
@@ -297,7 +434,7 @@ class VonageSimulator implements Simulator {
       query: Object.fromEntries(url.searchParams),
       headers: flattenHeaders(req),
       body,
-      endpoint: classify(url.pathname),
+      endpoint: classify(url.pathname, req.method ?? ''),
       status: null,
       requestId,
     };
@@ -323,8 +460,8 @@ class VonageSimulator implements Simulator {
       return;
     }
     const endpoint = record.endpoint as SimEndpoint;
-    const allowed = endpoint === 'balance' ? 'GET' : 'POST';
-    if (req.method !== allowed) {
+    const allowed = endpoint === 'topup' || endpoint === 'transfer' ? 'POST' : endpoint === 'list_transfers' ? 'GET, POST' : 'GET';
+    if (!allowed.split(', ').includes(req.method ?? '')) {
       const reply = jsonReply(405, { 'error-code': '405', 'error-code-label': 'method not allowed' });
       send(ex, { ...reply, headers: { ...reply.headers, Allow: allowed } });
       return;
@@ -350,6 +487,11 @@ class VonageSimulator implements Simulator {
       }
     }
 
+    if (SUB_ENDPOINTS.has(endpoint)) {
+      const outcome = this.subaccountsAnswer(ex, endpoint);
+      await this.deliver(ex, outcome.reply, outcome.delivery ?? delivery, dripMs);
+      return;
+    }
     const authenticated = this.isAuthenticated(ex);
     const root = endpoint === 'balance' ? 'accountBalance' : 'response';
     let outcome: { reply: Reply; delivery?: Delivery };
@@ -363,6 +505,8 @@ class VonageSimulator implements Simulator {
     switch (fault.kind) {
       case 'server_error': {
         const status = fault.status ?? 500;
+        // The Subaccounts API documents its 500 as an RFC 7807 body.
+        if (SUB_ENDPOINTS.has(endpoint)) return send(ex, jsonReply(status, INTERNAL_ERROR()));
         send(ex, textReply(status, 'text/plain; charset=utf-8', `${status} upstream error\n`));
         return;
       }
@@ -402,11 +546,12 @@ class VonageSimulator implements Simulator {
         await this.deliver(ex, this.untouchedReply(endpoint), 'truncated', 0);
         return;
       case 'redirect': {
-        const location = fault.location ?? `${this.url}${endpoint === 'balance' ? BALANCE_PATH : TOPUP_PATH}`;
+        const location = fault.location ?? `${this.url}${ex.url.pathname}`;
         send(ex, { status: 302, headers: { Location: location, 'Content-Length': 0 }, body: '' });
         return;
       }
       case 'auth_failure':
+        if (SUB_ENDPOINTS.has(endpoint)) return send(ex, jsonReply(401, UNAUTHORIZED()));
         send(ex, vonageReply(401, endpoint === 'balance' ? 'accountBalance' : 'response', AUTH_FAILED, format));
         return;
       default:
@@ -470,9 +615,155 @@ class VonageSimulator implements Simulator {
 
   // What a 'truncated' transport fault cuts: the normal success body, computed without side effects.
   private untouchedReply(endpoint: SimEndpoint): Reply {
+    if (endpoint === 'list_subaccounts') return jsonReply(200, this.listBody());
+    if (endpoint === 'list_transfers') return jsonReply(200, { _embedded: { balance_transfers: this.transfersApplied.map(transferBody) } });
+    if (endpoint === 'transfer') {
+      const first = [...this.subs.values()].find((sub) => !sub.usePrimaryBalance)?.apiKey ?? 'none';
+      return jsonReply(200, { balance_transfer_id: randomUUID(), amount: 1, from: this.apiKey, to: first, reference: '', created_at: wholeSeconds(this.now()) });
+    }
     return endpoint === 'balance'
       ? renderBalance(this.shownBalance(), this.autoReload, 'json')
       : vonageReply(200, 'response', TOPUP_OK, 'json');
+  }
+
+  // ---- Subaccounts API -------------------------------------------------------------------------
+
+  private subaccountsAnswer(ex: Exchange, endpoint: SimEndpoint): { reply: Reply; delivery?: Delivery } {
+    // Basic auth only, with the primary's key and secret (no query-string credentials here).
+    if (!this.isBasicAuthenticated(ex)) return { reply: jsonReply(401, UNAUTHORIZED()) };
+    const pathKey = safeDecode(SUBACCOUNTS_PATH.exec(ex.url.pathname)?.[1] ?? '');
+    if (pathKey !== this.apiKey) {
+      return { reply: jsonReply(404, problem('#invalid-api-key', 'Invalid API Key', `API key '${pathKey.slice(0, 64)}' does not exist, or you do not have access`)) };
+    }
+    if (!this.provisioned) {
+      return { reply: jsonReply(403, problem('#unprovisioned', 'Authorisation error', `Account ${this.apiKey} is not provisioned to access Subaccount Provisioning API`)) };
+    }
+    if (endpoint === 'list_subaccounts') return { reply: jsonReply(200, this.listBody()) };
+    if (endpoint === 'list_transfers') return { reply: this.historyReply(ex.url.searchParams) };
+    return this.transfer(ex);
+  }
+
+  private listBody(): Record<string, unknown> {
+    return {
+      _embedded: {
+        primary_account: {
+          api_key: this.apiKey,
+          name: this.primaryName,
+          balance: round8(this.shownBalance()),
+          credit_limit: 0,
+          suspended: false,
+          created_at: this.startedAt,
+        },
+        subaccounts: [...this.subs.values()].map((sub) => ({
+          api_key: sub.apiKey,
+          primary_account_api_key: this.apiKey,
+          use_primary_account_balance: sub.usePrimaryBalance,
+          name: sub.name,
+          balance: sub.balance,
+          credit_limit: sub.creditLimit,
+          suspended: sub.suspended,
+          created_at: sub.createdAt,
+        })),
+      },
+    };
+  }
+
+  private historyReply(query: URLSearchParams): Reply {
+    const start = query.get('start_date');
+    const end = query.get('end_date');
+    const startMs = start === null ? Number.NaN : Date.parse(start);
+    const endMs = end === null ? Number.POSITIVE_INFINITY : Date.parse(end);
+    const invalid: { name: string; reason: string }[] = [];
+    if (start === null) invalid.push({ name: 'start_date', reason: 'Is required' });
+    else if (Number.isNaN(startMs)) invalid.push({ name: 'start_date', reason: 'Must be an ISO 8601 date' });
+    if (Number.isNaN(endMs)) invalid.push({ name: 'end_date', reason: 'Must be an ISO 8601 date' });
+    if (invalid.length > 0) return jsonReply(422, validationProblem(invalid));
+    const only = query.getAll('subaccount');
+    const matching = this.transfersApplied.filter((t) => {
+      const at = Date.parse(t.createdAt);
+      return at >= startMs && at <= endMs && (only.length === 0 || only.includes(t.from) || only.includes(t.to));
+    });
+    return jsonReply(200, { _embedded: { balance_transfers: matching.map(transferBody) } });
+  }
+
+  private transfer(ex: Exchange): { reply: Reply; delivery?: Delivery } {
+    const fault = this.faultFor('transfer');
+    if (fault?.kind === 'bad_request') {
+      this.consume(fault);
+      return { reply: jsonReply(422, validationProblem([{ name: 'amount', reason: 'Rejected by a simulator fault' }])) };
+    }
+    let input: unknown;
+    try {
+      input = JSON.parse(ex.record.body) as unknown;
+    } catch {
+      input = undefined;
+    }
+    const fields = isObject(input) ? input : {};
+    const invalid: { name: string; reason: string }[] = [];
+    const { from, to, amount, reference } = fields;
+    if (typeof from !== 'string' || from === '') invalid.push({ name: 'from', reason: 'Is required' });
+    if (typeof to !== 'string' || to === '') invalid.push({ name: 'to', reason: 'Is required' });
+    if (typeof amount !== 'number' || !Number.isFinite(amount) || amount <= 0) invalid.push({ name: 'amount', reason: 'Must be a positive number' });
+    if (reference !== undefined && (typeof reference !== 'string' || reference.length > 1024)) invalid.push({ name: 'reference', reason: 'Must be a string of at most 1024 characters' });
+    if (invalid.length > 0) return { reply: jsonReply(422, validationProblem(invalid)) };
+    const [src, dst, amt] = [from as string, to as string, amount as number];
+
+    // Between the primary and one of its own-balance subaccounts, either way.
+    const subKey = src === this.apiKey ? dst : dst === this.apiKey ? src : undefined;
+    const sub = subKey === undefined ? undefined : this.subs.get(subKey);
+    if (!sub || src === dst) {
+      return { reply: jsonReply(422, validationProblem([{ name: 'to', reason: `${dst} and ${src} are not a primary and one of its subaccounts` }])) };
+    }
+    if (sub.usePrimaryBalance) {
+      return { reply: jsonReply(422, validationProblem([{ name: 'to', reason: `subaccount ${sub.apiKey} uses the primary account balance` }])) };
+    }
+    // balance_available_for_transfer = |account_balance - credit_limit| of the source (the spec).
+    const available = src === this.apiKey ? this.balance() : (sub.balance ?? 0) - (sub.creditLimit ?? 0);
+    if (amt > available + 1e-9) {
+      return { reply: jsonReply(422, transferProblem(`Failed to transfer ${amt} from ${src} to ${dst} - insufficient balance: ${round8(Math.max(0, available))} available`)) };
+    }
+
+    const applied = this.applyTransfer(ex.record.requestId, src, dst, amt, typeof reference === 'string' ? reference : '', sub);
+    const reply = jsonReply(200, transferBody(applied));
+    if (fault?.kind === 'lost_answer') {
+      this.consume(fault);
+      return { reply, delivery: fault.lostMode ?? 'reset' };
+    }
+    return { reply };
+  }
+
+  private applyTransfer(requestId: string, from: string, to: string, amount: number, reference: string, sub: SimSubaccount): AppliedTransfer {
+    const at = this.now();
+    const toSub = to === sub.apiKey;
+    const primaryAfter = round8(this.balance() + (toSub ? -amount : amount));
+    const subAfter = round8((sub.balance ?? 0) + (toSub ? amount : -amount));
+    const entry: AppliedTransfer = {
+      at,
+      id: randomUUID(),
+      amount,
+      from,
+      to,
+      reference,
+      createdAt: wholeSeconds(at),
+      requestId,
+      primaryBalanceAfter: primaryAfter,
+      subaccountBalanceAfter: subAfter,
+    };
+    // Ground truth first: if the log cannot be written, nothing was applied.
+    if (this.appliedTransfersLogPath) appendFileSync(this.appliedTransfersLogPath, `${JSON.stringify(entry)}\n`);
+    this.setBalance(Math.max(0, primaryAfter));
+    sub.balance = subAfter;
+    this.transfersApplied.push(entry);
+    return entry;
+  }
+
+  private isBasicAuthenticated({ req }: Exchange): boolean {
+    const header = req.headers.authorization;
+    const match = header ? /^basic\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match?.[1]) return false;
+    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon >= 0 && decoded.slice(0, colon) === this.apiKey && decoded.slice(colon + 1) === this.apiSecret;
   }
 
   private isAuthenticated({ req, url }: Exchange): boolean {
@@ -587,6 +878,16 @@ class VonageSimulator implements Simulator {
         case 'GET /_sim/topups':
           send(ex, jsonReply(200, this.appliedTopUps()));
           return;
+        case 'GET /_sim/subaccounts':
+          send(ex, jsonReply(200, { provisioned: this.provisioned, subaccounts: this.subaccounts() }));
+          return;
+        case 'POST /_sim/subaccounts':
+          this.updateSubaccounts(parseJson(record.body));
+          send(ex, jsonReply(200, { provisioned: this.provisioned, subaccounts: this.subaccounts() }));
+          return;
+        case 'GET /_sim/transfers':
+          send(ex, jsonReply(200, this.appliedTransfers()));
+          return;
         default:
           send(ex, jsonReply(404, { error: `no control route ${route}` }));
       }
@@ -620,6 +921,21 @@ class VonageSimulator implements Simulator {
     if (drainPerSecond !== undefined) this.setDrainPerSecond(drainPerSecond as number);
     if (balance !== undefined) this.setBalance(balance as number);
     if (autoReload !== undefined) this.setAutoReload(autoReload as boolean);
+  }
+
+  // {"provisioned"?: boolean, "subaccount"?: SimSubaccountInit}: validated before anything changes.
+  private updateSubaccounts(input: unknown): void {
+    if (!isObject(input)) throw new TypeError('subaccounts update must be a JSON object');
+    for (const key of Object.keys(input)) {
+      if (!['provisioned', 'subaccount'].includes(key)) throw new TypeError(`unknown subaccounts field "${key}"`);
+    }
+    if (input.provisioned !== undefined && typeof input.provisioned !== 'boolean') throw new TypeError('provisioned must be a boolean');
+    if (input.subaccount !== undefined) {
+      const sub = checkSubaccount(input.subaccount as SimSubaccountInit, this.startedAt);
+      if (sub.apiKey === this.apiKey) throw new TypeError('a subaccount cannot have the primary\'s api key');
+    }
+    if (input.subaccount !== undefined) this.addSubaccount(input.subaccount as SimSubaccountInit);
+    if (input.provisioned !== undefined) this.setSubaccountsProvisioned(input.provisioned);
   }
 
   private faultFor(endpoint: SimEndpoint): ActiveFault | undefined {
@@ -673,13 +989,16 @@ function normalizeFault(input: unknown): ActiveFault {
   const fault: ActiveFault = { kind: faultKind, endpoint: SIM_FAULTS[faultKind].endpoint };
   const endpoint = input.endpoint;
   if (endpoint !== undefined) {
-    if (endpoint !== 'balance' && endpoint !== 'topup' && endpoint !== 'both') {
-      throw new TypeError(`fault endpoint must be balance, topup or both, not ${JSON.stringify(endpoint)}`);
+    if (endpoint !== 'both' && !SIM_ENDPOINTS.includes(endpoint as SimEndpoint)) {
+      throw new TypeError(`fault endpoint must be ${SIM_ENDPOINTS.join(', ')} or both, not ${JSON.stringify(endpoint)}`);
     }
-    if (fault.endpoint === 'topup' && endpoint === 'balance') {
-      throw new TypeError(`fault ${faultKind} only applies to the top-up endpoint`);
+    if (fault.endpoint === 'both') fault.endpoint = endpoint as SimEndpoint | 'both';
+    // A kind bound to some endpoints: 'both' keeps its default (as it always did); another must be one of them.
+    else if (endpoint !== 'both') {
+      const targets = faultTargets(faultKind);
+      if (!targets.includes(endpoint as SimEndpoint)) throw new TypeError(`fault ${faultKind} only applies to ${targets.join(' or ')}`);
+      fault.endpoint = endpoint as SimEndpoint;
     }
-    if (fault.endpoint === 'both') fault.endpoint = endpoint;
   }
   const count = optionalInteger(input, 'count', 1, Number.MAX_SAFE_INTEGER);
   const status = optionalInteger(input, 'status', 100, 599);
@@ -720,13 +1039,85 @@ function checkAmount(name: string, value: unknown): number {
   return value;
 }
 
+/** Where a fault kind may be aimed: every endpoint for 'both' kinds, else its endpoint and `also`. */
+function faultTargets(kind: SimFaultKind): readonly SimEndpoint[] {
+  const entry: { endpoint: 'both' | 'topup'; also?: readonly SimEndpoint[] } = SIM_FAULTS[kind];
+  return entry.endpoint === 'both' ? SIM_ENDPOINTS : [entry.endpoint, ...(entry.also ?? [])];
+}
+
+function checkSubBalance(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < -1_000_000 || value > 10_000_000) {
+    throw new RangeError(`${name} must be a finite number from -1000000 to 10000000`);
+  }
+  return value;
+}
+
+function checkSubaccount(init: SimSubaccountInit, defaultCreatedAt: string): SimSubaccount {
+  if (!isObject(init)) throw new TypeError('a subaccount must be an object');
+  for (const key of Object.keys(init)) {
+    if (!['apiKey', 'name', 'balance', 'creditLimit', 'suspended', 'createdAt'].includes(key)) throw new TypeError(`unknown subaccount field "${key}"`);
+  }
+  const { apiKey, name, balance, creditLimit, suspended, createdAt } = init;
+  if (typeof apiKey !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(apiKey)) throw new TypeError('subaccount apiKey must be 1-64 letters, digits, _ or -');
+  if (name !== undefined && (typeof name !== 'string' || name.length > MAX_SUB_NAME)) throw new TypeError(`subaccount name must be a string of at most ${MAX_SUB_NAME} characters`);
+  if (suspended !== undefined && typeof suspended !== 'boolean') throw new TypeError('subaccount suspended must be a boolean');
+  if (createdAt !== undefined && (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)))) throw new TypeError('subaccount createdAt must be an ISO 8601 date');
+  const shared = balance === null;
+  if (!shared && balance !== undefined) checkSubBalance(`balance of ${apiKey}`, balance);
+  if (creditLimit !== undefined) {
+    if (shared) throw new TypeError('a subaccount that spends the primary\'s balance has no credit limit');
+    checkSubBalance(`creditLimit of ${apiKey}`, creditLimit);
+    if (creditLimit > 0) throw new RangeError(`creditLimit of ${apiKey} must be <= 0`);
+  }
+  return {
+    apiKey,
+    name: name ?? `Subaccount ${apiKey}`,
+    balance: shared ? null : round8(balance ?? 0),
+    creditLimit: shared ? null : (creditLimit ?? 0),
+    usePrimaryBalance: shared,
+    suspended: suspended ?? false,
+    createdAt: createdAt ?? defaultCreatedAt,
+  };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function transferBody(t: AppliedTransfer): Record<string, unknown> {
+  return { balance_transfer_id: t.id, amount: t.amount, from: t.from, to: t.to, reference: t.reference, created_at: t.createdAt };
+}
+
+function validationProblem(invalid: { name: string; reason: string }[]): Record<string, unknown> {
+  return problem('/subaccounts#validation', 'Bad Request', 'The request failed due to validation errors', { invalid_parameters: invalid });
+}
+
+/**
+ * The 422 of a transfer the source cannot pay for (x-errors `valid-transfers`, "Invalid transfer").
+ * The simulator sends it for insufficient balance only; other refusals are `#validation`.
+ */
+function transferProblem(detail: string): Record<string, unknown> {
+  return problem('/subaccounts#valid-transfers', 'Invalid Transfer', detail, { invalid_parameters: [{ name: 'amount', reason: 'Insufficient balance' }] });
+}
+
+/** ISO 8601 in whole seconds (2026-12-02T16:45:31Z), as the Subaccounts API writes dates. */
+function wholeSeconds(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
 function covers(outer: SimEndpoint | 'both', inner: SimEndpoint | 'both'): boolean {
   return outer === 'both' || outer === inner;
 }
 
-function classify(path: string): SimRequestRecord['endpoint'] {
+function classify(path: string, method: string): SimRequestRecord['endpoint'] {
   if (path === BALANCE_PATH) return 'balance';
   if (path === TOPUP_PATH) return 'topup';
+  const sub = SUBACCOUNTS_PATH.exec(path);
+  if (sub) return sub[2] === 'subaccounts' ? 'list_subaccounts' : method === 'POST' ? 'transfer' : 'list_transfers';
   if (path.startsWith(CONTROL_PREFIX)) return 'control';
   return 'unknown';
 }

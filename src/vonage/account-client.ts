@@ -44,7 +44,10 @@ export interface ClientOptions {
 /** A balance answer is a few dozen bytes; anything far larger is hostile or broken. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-const PATHS: Record<Endpoint, string> = {
+/** The Account API's two calls; the Subaccounts API's are in subaccounts-client.ts. */
+type AccountEndpoint = 'get_balance' | 'top_up';
+
+const PATHS: Record<AccountEndpoint, string> = {
   get_balance: '/account/get-balance',
   top_up: '/account/top-up',
 };
@@ -73,7 +76,7 @@ export function createVonageClient(options: ClientOptions): VonageClient {
   const authParams: Record<string, string> | undefined =
     account.auth === 'query' ? { api_key: account.apiKey, api_secret: account.apiSecret } : undefined;
 
-  async function send(endpoint: Endpoint, body: string | undefined, outer?: AbortSignal) {
+  async function send(endpoint: AccountEndpoint, body: string | undefined, outer?: AbortSignal) {
     // One controller per request, linked to the caller's signal by a listener removed in
     // `finally`. (AbortSignal.any would do, but on Node 20 it leaks a reference on the
     // long-lived outer signal for every request: nodejs/node#55351.)
@@ -168,8 +171,9 @@ const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENET
 /**
  * Classifies a transport failure, keeping only the code. The one question that matters for money:
  * could the request have reached Vonage? Only failures before a connection existed say no.
+ * Shared with subaccounts-client.ts, whose list answers have a larger cap (`maxBodyBytes`).
  */
-function mapTransportError(endpoint: Endpoint, err: unknown, timedOut: boolean, cancelled: boolean): VonageError {
+export function mapTransportError(endpoint: Endpoint, err: unknown, timedOut: boolean, cancelled: boolean, maxBodyBytes = MAX_BODY_BYTES): VonageError {
   const code = err instanceof AxiosError ? err.code : undefined;
   const cause = err instanceof AxiosError && err.cause && typeof err.cause === 'object' ? (err.cause as { code?: unknown }).code : undefined;
   const sysCode = typeof cause === 'string' ? cause : code;
@@ -183,7 +187,7 @@ function mapTransportError(endpoint: Endpoint, err: unknown, timedOut: boolean, 
       : make('network', `could not reach Vonage (${sysCode})`, 'no');
   }
   if (code === AxiosError.ERR_BAD_RESPONSE && SIZE_CAP.test(text)) {
-    return make('bad_response', `answer larger than ${MAX_BODY_BYTES} bytes`, 'unknown');
+    return make('bad_response', `answer larger than ${maxBodyBytes} bytes`, 'unknown');
   }
   if (timedOut || code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
     return make('timeout', 'no complete answer within HTTP_TIMEOUT', 'unknown');

@@ -5,7 +5,7 @@
  * and pino's serializer calls their toJSON(): logging one leaks the secret. So the client turns
  * every upstream failure into this small object at the boundary, and only this is ever logged.
  */
-export type Endpoint = 'get_balance' | 'top_up';
+export type Endpoint = 'get_balance' | 'top_up' | 'list_subaccounts' | 'balance_transfer' | 'list_balance_transfers';
 
 export const FAILURE_REASONS = [
   'timeout',
@@ -17,13 +17,23 @@ export const FAILURE_REASONS = [
   'server_error',
   'http_error',
   'bad_response',
+  /** The Subaccounts API answered 403 `#unprovisioned`: the primary may not use it (list call). */
+  'unprovisioned',
 ] as const;
 
 export const TOPUP_ONLY_FAILURE_REASONS = ['auto_reload_disabled', 'topup_failed', 'bad_request'] as const;
 
+/**
+ * Outcomes only a balance transfer (Subaccounts API) has: Vonage answered and refused, nothing
+ * moved. `insufficient_funds`: the 422 saying the source lacks the money; `bad_request`: any other
+ * 4xx refusal of the transfer (validation, unknown subaccount, ...).
+ */
+export const TRANSFER_ONLY_FAILURE_REASONS = ['insufficient_funds', 'bad_request'] as const;
+
 export type FailureReason =
   | (typeof FAILURE_REASONS)[number]
-  | (typeof TOPUP_ONLY_FAILURE_REASONS)[number];
+  | (typeof TOPUP_ONLY_FAILURE_REASONS)[number]
+  | (typeof TRANSFER_ONLY_FAILURE_REASONS)[number];
 
 /**
  * Whether the request may have reached Vonage. Decides if a failed top-up counts as an attempt:

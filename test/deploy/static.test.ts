@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES } from '../../src/config/config.js';
-import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS } from '../../src/vonage/errors.js';
+import { FAILURE_REASONS, TOPUP_ONLY_FAILURE_REASONS, TRANSFER_ONLY_FAILURE_REASONS } from '../../src/vonage/errors.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 import { parseTopUp } from '../../src/vonage/account-parse.js';
 import {
@@ -55,6 +55,14 @@ const CONTRACT_METRICS = [
   'vonage_watchdog_build_info',
   'vonage_watchdog_log_lines_dropped_total',
   'vonage_watchdog_clock_steps_total',
+  'vonage_account_info',
+  'vonage_subaccounts_watched',
+  'vonage_balance_transfers_total',
+  'vonage_balance_transfer_failures_total',
+  'vonage_balance_transferred_euros_total',
+  'vonage_refilled_euros_total',
+  'vonage_watchdog_config_last_reload_successful',
+  'vonage_watchdog_config_last_reload_success_timestamp_seconds',
 ];
 const HISTOGRAMS = ['vonage_api_request_duration_seconds'];
 const PROMETHEUS_BUILTINS = ['up', 'scrape_duration_seconds', 'scrape_samples_scraped', 'ALERTS', 'ALERTS_FOR_STATE'];
@@ -563,10 +571,15 @@ describe('alert rules', () => {
   it('page on a failed top-up only when Vonage answered and refused, never on a lost answer', () => {
     const expr = rules.find((r) => r.alert === 'VonageTopUpFailed')?.expr ?? '';
     const paged = (/reason=~"([^"]+)"/.exec(expr)?.[1] ?? '').split('|');
-    // May have been applied (the client records them as `unknown`), or never left at all.
-    const notPaged = ['timeout', 'network', 'server_error', 'bad_response', 'connection_refused'];
+    // May have been applied (the client records them as `unknown`), or never left at all; and
+    // `unprovisioned`, which only the Subaccounts API's list call answers, never a top-up.
+    const notPaged = ['timeout', 'network', 'server_error', 'bad_response', 'connection_refused', 'unprovisioned'];
     // Every reason the daemon can export is sorted into exactly one side.
     expect([...paged, ...notPaged].sort()).toEqual([...FAILURE_REASONS, ...TOPUP_ONLY_FAILURE_REASONS].sort());
+    // The transfer-only refusals are not top-up outcomes: they have no place in this rule.
+    for (const reason of TRANSFER_ONLY_FAILURE_REASONS) {
+      if (!(TOPUP_ONLY_FAILURE_REASONS as readonly string[]).includes(reason)) expect(paged, reason).not.toContain(reason);
+    }
     // And the parser agrees: each paged reason is one Vonage answers with, and it is final.
     const json = (body: object) => JSON.stringify(body);
     const answers: [number, string][] = [

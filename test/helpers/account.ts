@@ -12,6 +12,7 @@ export function account(baseUrl: string, overrides: Partial<AccountConfig> = {})
     apiSecret: CANARY_SECRET,
     trx: TRX,
     baseUrl,
+    subaccountsBaseUrl: baseUrl,
     allowCustomBaseUrl: true,
     auth: 'basic',
     threshold: 10,

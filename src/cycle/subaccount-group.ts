@@ -1,0 +1,317 @@
+/**
+ * One primary's subaccounts, each cycle: one list call reads them all (however many), unknown
+ * transfers are settled from the primary's transfer history (the ledger attempt id was sent as
+ * `reference`), the pure transfer policy decides, the ledger records every transfer before it is
+ * sent (claimMany), and each is sent once, never retried. What happened is told as events; the
+ * metrics and the log react to them (src/observe/subaccount-events.ts), so this file holds the
+ * money path and nothing else.
+ */
+import type { AccountConfig } from '../config/config.js';
+import type { SubaccountEntry, SubaccountList, SubaccountSettings, SubaccountsConfig } from '../accounts/types.js';
+import { selectWatched } from '../accounts/subaccount-selection.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { Attempt, LedgerView } from '../refill/topup-policy.js';
+import { DAY_MS, isoTime } from '../refill/topup-policy.js';
+import { decideTransfers, type TransferAttempt, type TransferDecision } from '../refill/transfer-policy.js';
+import { VonageError } from '../vonage/errors.js';
+import type { SubaccountsClient } from '../vonage/subaccounts-client.js';
+import { failpoint } from './failpoints.js';
+
+/** A transfer not in the history this long after it was sent never happened (its outcome: failed). */
+export const ABSENT_AFTER_MS = 5 * 60_000;
+/** `created_at` has whole seconds and clocks differ: the history is asked with this margin. */
+const HISTORY_MARGIN_MS = 5 * 60_000;
+
+export type GroupEvent =
+  | { kind: 'list_ok'; list: SubaccountList; watched: readonly SubaccountEntry[]; missing: readonly string[] }
+  | { kind: 'list_failed'; error: VonageError; watched: readonly string[] }
+  | { kind: 'decided'; sub: SubaccountEntry; settings: SubaccountSettings; decision: TransferDecision; repeat: boolean }
+  | { kind: 'claim_failed'; problem: string; planned: number }
+  | { kind: 'transfer_sending'; attempt: Attempt; to: string; amount: number; primaryBalance: number }
+  | { kind: 'transfer_done'; attempt: Attempt; to: string; amount: number; outcome: 'success' | 'failed' | 'unknown' | 'not_sent'; error?: VonageError; transferId?: string }
+  | { kind: 'transfer_resolved'; attempt: Attempt; to: string; outcome: 'success' | 'failed'; amount?: number; via: 'history' | 'absent' }
+  | { kind: 'history_failed'; error: VonageError; unresolved: number }
+  | { kind: 'ledger_write_failed'; attemptId: string; problem: string }
+  /** At the end of every cycle: the ledger as it now stands, for the per-subaccount gauges. */
+  | { kind: 'ledger'; view: LedgerView; now: number };
+
+export interface SubaccountGroupDeps {
+  primary: AccountConfig & { subaccounts: SubaccountsConfig };
+  client: SubaccountsClient;
+  ledger: Ledger;
+  onEvent: (event: GroupEvent) => void;
+  now: () => number;
+  monoNow: () => number;
+  httpTimeoutMs: number;
+}
+
+/** What the primary's own cycle (its card top-up) said, this same cycle. */
+export interface PrimaryCycle {
+  /** The primary's balance was below its threshold: its card top-up goes first, transfers wait. */
+  belowThreshold?: boolean;
+}
+
+export interface GroupResult {
+  ok: boolean;
+  /** Watched subaccounts below their threshold that got no transfer this cycle. */
+  belowWithoutRefill: number;
+  transfers: { to: string; outcome: string }[];
+}
+
+export interface SubaccountStatus {
+  account: string;
+  name: string;
+  primary: string;
+  balance: number | null;
+  sharesPrimaryBalance: boolean;
+  suspended: boolean;
+  threshold: number;
+  transferAmount: number;
+  lastSuccessfulPoll: string | null;
+  lastDecision: { action: string; reason?: string; detail?: string } | null;
+  lastTransfer: { at: string; outcome: string; reason?: string; amountEuros: number } | null;
+  transfersLast24h: number;
+  maxPerDay: number;
+}
+
+export class SubaccountGroup {
+  private lastList: SubaccountList | undefined;
+  private lastOk = false;
+  private lastError: VonageError | undefined;
+  private missing: readonly string[] = [];
+  private readonly decisions = new Map<string, TransferDecision>();
+  private readonly lastSkip = new Map<string, string>();
+
+  constructor(private readonly deps: SubaccountGroupDeps) {}
+
+  get primaryName(): string {
+    return this.deps.primary.name;
+  }
+
+  get config(): SubaccountsConfig {
+    return this.deps.primary.subaccounts;
+  }
+
+  get lastSuccessMono(): number | undefined {
+    return this.lastList?.mono;
+  }
+
+  get lastPollOk(): boolean {
+    return this.lastOk;
+  }
+
+  get lastFailure(): VonageError | undefined {
+    return this.lastOk ? undefined : this.lastError;
+  }
+
+  /** The subaccounts watched as of the last list answer (all of them for `watch: all`). */
+  get watched(): readonly SubaccountEntry[] {
+    return this.lastList ? selectWatched(this.lastList.subaccounts, this.config.watch).watched : [];
+  }
+
+  settingsFor(apiKey: string): SubaccountSettings {
+    return { ...this.config.settings, ...(this.config.overrides[apiKey] ?? {}) };
+  }
+
+  async runCycle(primaryCycle: PrimaryCycle, signal?: AbortSignal): Promise<GroupResult> {
+    try {
+      return await this.cycle(primaryCycle, signal);
+    } finally {
+      this.deps.onEvent({ kind: 'ledger', view: this.deps.ledger.view(), now: this.deps.now() });
+    }
+  }
+
+  private async cycle(primaryCycle: PrimaryCycle, signal?: AbortSignal): Promise<GroupResult> {
+    const { client, ledger, onEvent } = this.deps;
+    ledger.retry();
+    let list: SubaccountList;
+    try {
+      list = await client.listSubaccounts(signal);
+    } catch (err) {
+      if (signal?.aborted) return { ok: false, belowWithoutRefill: 0, transfers: [] };
+      const e = err instanceof VonageError ? err : new VonageError('list_subaccounts', 'network', 'subaccount list abandoned', 'unknown');
+      this.lastOk = false;
+      this.lastError = e;
+      onEvent({ kind: 'list_failed', error: e, watched: Array.isArray(this.config.watch) ? this.config.watch : this.watched.map((s) => s.apiKey) });
+      return { ok: false, belowWithoutRefill: 0, transfers: [] };
+    }
+    this.lastList = list;
+    this.lastOk = true;
+    const { watched, missing } = selectWatched(list.subaccounts, this.config.watch);
+    this.missing = missing;
+    onEvent({ kind: 'list_ok', list, watched, missing });
+
+    const resolvedOk = await this.resolveUnknown(signal);
+    if (signal?.aborted) return { ok: true, belowWithoutRefill: 0, transfers: [] };
+
+    // Decide and record in one step: nothing runs between the ledger's view and the records.
+    const claim = ledger.claimMany((view, now) => {
+      const decisions = decideTransfers({
+        now,
+        monoNow: this.deps.monoNow(),
+        primary: { balance: list.primary.balance, at: list.at, mono: list.mono, threshold: this.deps.primary.threshold },
+        primaryToppingUp: primaryCycle.belowThreshold === true,
+        maxReadingAgeMs: this.deps.httpTimeoutMs,
+        subaccounts: watched,
+        settingsFor: (k) => this.settingsFor(k),
+        group: this.config,
+        ledger: { writable: view.writable && resolvedOk.ledgerWritable, ...(view.problem === undefined ? {} : { problem: view.problem }), transfers: transferAttempts(view.attempts, watched, this.maxTransferAmount()) },
+      });
+      const attempts = decisions.flatMap((d) => (d.action === 'transfer' ? [{ balance: list.primary.balance, threshold: this.settingsFor(d.to).threshold, to: d.to, requested: d.amount }] : []));
+      return { result: decisions, attempts };
+    }, this.deps.monoNow());
+
+    let decisions = claim.result;
+    if (claim.problem !== undefined) {
+      const planned = decisions.filter((d) => d.action === 'transfer').length;
+      onEvent({ kind: 'claim_failed', problem: claim.problem, planned });
+      decisions = decisions.map((d) => (d.action === 'transfer' ? { to: d.to, action: 'skip', reason: 'ledger_unavailable', detail: claim.problem! } : d));
+    }
+    const byKey = new Map(watched.map((s) => [s.apiKey, s]));
+    let belowWithoutRefill = 0;
+    for (const d of decisions) {
+      const sub = byKey.get(d.to)!;
+      this.decisions.set(d.to, d);
+      const reason = d.action === 'skip' ? d.reason : undefined;
+      const repeat = reason !== undefined && this.lastSkip.get(d.to) === reason;
+      if (reason === undefined) this.lastSkip.delete(d.to);
+      else this.lastSkip.set(d.to, reason);
+      if (d.action === 'skip') belowWithoutRefill += 1;
+      onEvent({ kind: 'decided', sub, settings: this.settingsFor(d.to), decision: d, repeat });
+    }
+
+    const transfers: { to: string; outcome: string }[] = [];
+    let primaryBalance = list.primary.balance;
+    for (const attempt of claim.attempts) {
+      const outcome = await this.send(attempt, primaryBalance);
+      if (outcome !== 'not_sent' && outcome !== 'failed') primaryBalance -= attempt.requested ?? 0;
+      transfers.push({ to: attempt.to!, outcome });
+    }
+    return { ok: transfers.every((t) => t.outcome === 'success'), belowWithoutRefill, transfers };
+  }
+
+  /** Sends one recorded transfer, once: its outcome is whatever this one request tells. */
+  private async send(attempt: Attempt, primaryBalance: number): Promise<'success' | 'failed' | 'unknown' | 'not_sent'> {
+    const { client, ledger, onEvent, primary } = this.deps;
+    const to = attempt.to!;
+    const amount = attempt.requested!;
+    onEvent({ kind: 'transfer_sending', attempt, to, amount, primaryBalance });
+    failpoint('after_transfer_recorded');
+    let outcome: 'success' | 'failed' | 'unknown' | 'not_sent';
+    let error: VonageError | undefined;
+    let transferId: string | undefined;
+    // Not given the shutdown signal: abandoning a recorded request only makes its outcome unknown.
+    try {
+      const receipt = await client.transfer({ from: primary.apiKey, to, amount, reference: attempt.id });
+      outcome = 'success';
+      transferId = receipt.id;
+    } catch (err) {
+      error = err instanceof VonageError ? err : new VonageError('balance_transfer', 'network', 'balance transfer failed', 'unknown');
+      outcome = error.delivery === 'no' ? 'not_sent' : error.delivery === 'unknown' ? 'unknown' : 'failed';
+    }
+    failpoint('before_transfer_outcome_recorded');
+    try {
+      ledger.recordOutcome(attempt, outcome, error?.reason);
+      if (outcome === 'success') ledger.recordConfirmed(attempt, primaryBalance - amount, amount);
+    } catch (err) {
+      onEvent({ kind: 'ledger_write_failed', attemptId: attempt.id, problem: err instanceof Error ? err.message : 'ledger write failed' });
+    }
+    onEvent({ kind: 'transfer_done', attempt, to, amount, outcome, ...(error ? { error } : {}), ...(transferId ? { transferId } : {}) });
+    return outcome;
+  }
+
+  /**
+   * Transfers whose outcome is unknown (a lost answer, a crash between record and answer) are
+   * looked up in the primary's history by their reference. Found: it happened. Absent five
+   * minutes after it was sent: it did not (recorded as failed, `not_in_history`; it still counts
+   * for the subaccount's cooldown and cap). Until then it counts for everything.
+   */
+  private async resolveUnknown(signal?: AbortSignal): Promise<{ ledgerWritable: boolean }> {
+    const { ledger, client, onEvent, now } = this.deps;
+    const open = ledger.view().attempts.filter((a) => a.outcome === 'unknown' && a.to !== undefined && !a.id.startsWith('torn-') && now() - a.at < DAY_MS);
+    if (open.length === 0) return { ledgerWritable: true };
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const a of open) oldest = Math.min(oldest, a.at);
+    let history;
+    try {
+      history = await client.listTransfers({ startDate: isoSeconds(Math.min(oldest, now()) - HISTORY_MARGIN_MS), endDate: isoSeconds(Math.max(now(), oldest) + HISTORY_MARGIN_MS) }, signal);
+    } catch (err) {
+      if (signal?.aborted) return { ledgerWritable: true };
+      const e = err instanceof VonageError ? err : new VonageError('list_balance_transfers', 'network', 'transfer history abandoned', 'unknown');
+      onEvent({ kind: 'history_failed', error: e, unresolved: open.length });
+      return { ledgerWritable: true };
+    }
+    const byRef = new Map(history.map((t) => [t.reference, t]));
+    for (const a of open) {
+      const found = byRef.get(a.id);
+      const via = found ? 'history' : now() - a.at > ABSENT_AFTER_MS ? 'absent' : undefined;
+      if (via === undefined) continue;
+      try {
+        if (found) {
+          ledger.recordOutcome(a, 'success', 'found_in_history');
+          ledger.recordConfirmed(a, Number.NaN, found.amount);
+        } else {
+          ledger.recordOutcome(a, 'failed', 'not_in_history');
+        }
+      } catch (err) {
+        onEvent({ kind: 'ledger_write_failed', attemptId: a.id, problem: err instanceof Error ? err.message : 'ledger write failed' });
+      }
+      onEvent({ kind: 'transfer_resolved', attempt: a, to: a.to!, outcome: found ? 'success' : 'failed', ...(found ? { amount: found.amount } : {}), via });
+    }
+    return { ledgerWritable: true };
+  }
+
+  private maxTransferAmount(): number {
+    let max = this.config.settings.transferAmount;
+    for (const o of Object.values(this.config.overrides)) if (o.transferAmount !== undefined && o.transferAmount > max) max = o.transferAmount;
+    return max;
+  }
+
+  status(): { subaccounts: SubaccountStatus[]; missing: readonly string[]; lastPoll: { ok: boolean; reason?: string; message?: string } | null } {
+    const { ledger, now } = this.deps;
+    const attempts = ledger.view().attempts;
+    const subs = this.watched.map((s): SubaccountStatus => {
+      const st = this.settingsFor(s.apiKey);
+      const mine = attempts.filter((a) => a.to === s.apiKey);
+      const last = mine.length > 0 ? mine[mine.length - 1] : undefined;
+      const d = this.decisions.get(s.apiKey);
+      return {
+        account: s.apiKey,
+        name: s.name,
+        primary: this.primaryName,
+        balance: s.balance,
+        sharesPrimaryBalance: s.usePrimaryBalance,
+        suspended: s.suspended,
+        threshold: st.threshold,
+        transferAmount: st.transferAmount,
+        lastSuccessfulPoll: this.lastList ? isoTime(this.lastList.at) : null,
+        lastDecision: d ? (d.action === 'skip' ? { action: d.action, reason: d.reason, detail: d.detail } : d.action === 'none' ? { action: d.action, reason: d.why } : { action: d.action }) : null,
+        lastTransfer: last ? { at: isoTime(last.at), outcome: last.outcome, ...(last.reason ? { reason: last.reason } : {}), amountEuros: last.amount ?? last.requested ?? 0 } : null,
+        transfersLast24h: mine.filter((a) => a.outcome !== 'not_sent' && now() - a.at < DAY_MS).length,
+        maxPerDay: st.maxPerDay,
+      };
+    });
+    const lastPoll = this.lastList === undefined && this.lastError === undefined ? null : this.lastOk ? { ok: true } : { ok: false, reason: this.lastError!.reason, message: this.lastError!.message };
+    return { subaccounts: subs, missing: this.missing, lastPoll };
+  }
+}
+
+const isoSeconds = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.000Z$/, 'Z');
+
+/**
+ * The ledger's attempts as the transfer policy reads them. A torn attempt lost its target: it
+ * may have been a transfer to any of them, so it counts for every watched subaccount's cooldown
+ * and cap, and once, as the largest transfer configured, against the primary's EUR cap.
+ */
+export function transferAttempts(attempts: readonly Attempt[], watched: readonly SubaccountEntry[], maxAmount: number): TransferAttempt[] {
+  const out: TransferAttempt[] = [];
+  for (const a of attempts) {
+    const base = { id: a.id, at: a.at, outcome: a.outcome, ...(a.mono === undefined ? {} : { mono: a.mono }), ...(a.reason === undefined ? {} : { reason: a.reason }) };
+    if (a.to !== undefined) {
+      out.push({ ...base, to: a.to, amount: a.amount ?? a.requested ?? maxAmount });
+      continue;
+    }
+    watched.forEach((s, i) => out.push({ ...base, id: `${a.id}#${i}`, to: s.apiKey, amount: i === 0 ? maxAmount : 0 }));
+  }
+  return out;
+}
