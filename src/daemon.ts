@@ -193,7 +193,7 @@ export async function replaceAccounts(parts: Parts, accounts: readonly AccountCo
     const u = before.get(name)!;
     closeUnit(u);
     u.group?.observer.forget();
-    await removeAccount(parts.metrics, name);
+    removeAccount(parts.metrics, name);
   }
   const units = accounts.map((a) => (keep.has(a.name) ? before.get(a.name)! : parts.buildUnit(a)));
   await parts.fleet.replace(units);

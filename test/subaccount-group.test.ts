@@ -68,9 +68,9 @@ interface World {
   calls(endpoint: string): number;
 }
 
-async function world(subs: SimSubaccountInit[], opts: { primaryBalance?: number; account?: Partial<AccountConfig>; group?: Partial<SubaccountsConfig> } = {}): Promise<World> {
+async function world(subs: SimSubaccountInit[], opts: { primaryBalance?: number; account?: Partial<AccountConfig>; group?: Partial<SubaccountsConfig>; vonageClockOffsetMs?: number } = {}): Promise<World> {
   const clock = { now: Date.UTC(2026, 11, 2, 12) };
-  const sim = await startSimulator({ apiKey: 'canary-key', apiSecret: 'CANARY-s3cr3t/+=%&x9', trx: '8ef2447e69604f642ae59363aa5f781b', balance: opts.primaryBalance ?? 500, topUpAmount: 100, subaccounts: subs, now: () => clock.now });
+  const sim = await startSimulator({ apiKey: 'canary-key', apiSecret: 'CANARY-s3cr3t/+=%&x9', trx: '8ef2447e69604f642ae59363aa5f781b', balance: opts.primaryBalance ?? 500, topUpAmount: 100, subaccounts: subs, now: () => clock.now + (opts.vonageClockOffsetMs ?? 0) });
   sims.push(sim);
   const stateDir = mkdtempSync(join(tmpdir(), 'subgroup-'));
   dirs.push(stateDir);
@@ -241,6 +241,23 @@ describe('subaccount group: one primary, its subaccounts, balance transfers', ()
     expect(w.sim.appliedTransfers()).toEqual([]); // still within its cooldown (15 min)
     expect(await w.parts.metrics.registry.metrics()).toContain('vonage_balance_transfer_failures_total{account="a",reason="not_in_history"} 1');
   });
+
+  for (const offsetMin of [-30, 30]) {
+    it(`a lost answer is found in the history even when Vonage's clock is ${Math.abs(offsetMin)} min ${offsetMin < 0 ? 'behind' : 'ahead of'} ours, and never declared absent`, async () => {
+      const w = await world([{ apiKey: 'a', balance: 1 }], { vonageClockOffsetMs: offsetMin * MIN, group: { maxTransferredPerDay: 20, settings: { threshold: 10, transferAmount: 20, cooldownMs: MIN, maxPerDay: 5 } } });
+      w.sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', count: 1, lostMode: 'reset' });
+      await w.cycle();
+      w.clock.now += 10 * MIN;
+      w.sim.setSubaccountBalance('a', 0);
+      await w.cycle();
+      const a = w.parts.fleet.units[0]!.group!.ledger.view().attempts[0]!;
+      expect([a.outcome, a.reason]).toEqual(['success', 'found_in_history']);
+      // The EUR cap (20) is spent by that one transfer: nothing more today.
+      w.clock.now += 10 * MIN;
+      await w.cycle();
+      expect(w.sim.appliedTransfers()).toHaveLength(1);
+    });
+  }
 
   it('a primary not provisioned for subaccounts: the list fails (unprovisioned), nothing is sent, the primary itself is still watched', async () => {
     const w = await world([{ apiKey: 'a', balance: 1 }]);

@@ -35,9 +35,10 @@ Usage:
 
 Exit codes:
   0   done; for --once: the balance was read and is above the threshold, or a top-up succeeded
-  1   --once: the poll or the top-up failed, or the top-up's outcome is unknown; the daemon crashed
-  2   --once: the balance is below the threshold and no top-up was sent (skipped: cooldown,
-      daily cap, disabled, dry run, ledger unavailable, auto-reload off)
+  1   --once: a poll, a top-up or a transfer failed, or its outcome is unknown; the daemon crashed
+  2   --once: a balance is below its threshold and no refill was sent (skipped: cooldown,
+      daily cap, disabled, dry run, ledger unavailable, auto-reload off, primary reserve,
+      transfer cap, suspended)
   64  bad command line
   78  bad configuration (also: --check-config found STATE_DIR unusable); nothing was sent
 

@@ -230,11 +230,15 @@ export class SubaccountGroup {
     const { ledger, client, onEvent, now } = this.deps;
     const open = ledger.view().attempts.filter((a) => a.outcome === 'unknown' && a.to !== undefined && !a.id.startsWith('torn-') && now() - a.at < DAY_MS);
     if (open.length === 0) return { ledgerWritable: true };
+    // The window is wide on purpose: Vonage stamps `created_at` by its own clock, and ours may be
+    // minutes off either way. A window cut to our clock could miss an applied transfer and call
+    // it absent, which would free its cap. So: from a day before the oldest open one (or before
+    // now, if the clock went back), with no end at all; the reference match is exact.
     let oldest = Number.POSITIVE_INFINITY;
     for (const a of open) oldest = Math.min(oldest, a.at);
     let history;
     try {
-      history = await client.listTransfers({ startDate: isoSeconds(Math.min(oldest, now()) - HISTORY_MARGIN_MS), endDate: isoSeconds(Math.max(now(), oldest) + HISTORY_MARGIN_MS) }, signal);
+      history = await client.listTransfers({ startDate: isoSeconds(Math.min(oldest, now()) - DAY_MS - HISTORY_MARGIN_MS) }, signal);
     } catch (err) {
       if (signal?.aborted) return { ledgerWritable: true };
       const e = err instanceof VonageError ? err : new VonageError('list_balance_transfers', 'network', 'transfer history abandoned', 'unknown');
@@ -243,7 +247,9 @@ export class SubaccountGroup {
     }
     const byRef = new Map(history.map((t) => [t.reference, t]));
     for (const a of open) {
-      const found = byRef.get(a.id);
+      const hit = byRef.get(a.id);
+      // A reference is ours only if it names the same target: anything else is not our transfer.
+      const found = hit && hit.to === a.to ? hit : undefined;
       const via = found ? 'history' : now() - a.at > ABSENT_AFTER_MS ? 'absent' : undefined;
       if (via === undefined) continue;
       try {

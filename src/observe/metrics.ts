@@ -167,20 +167,19 @@ export function addSubaccount(m: Metrics, s: { apiKey: string; name: string; pri
   for (const reason of TRANSFER_SKIP_REASONS) m.topupsSkipped.inc({ account, reason }, 0);
 }
 
-/** Deletes every series labelled with this account (removed by a reload, or gone from Vonage's list). */
-export async function removeAccount(m: Metrics, account: string): Promise<void> {
-  const all = [m.balance, m.autoReload, m.threshold, m.pollSuccess, m.lastPollSuccess, m.polls, m.pollFailures, m.topups, m.topupFailures, m.topupsSkipped, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.maxPerDay, m.topupEnabled, m.ledgerWritable, m.lastTopupAmount, m.toppedUpEuros, m.unresolvedAttempts, m.requestDuration, m.accountInfo, m.subaccountsWatched, m.transfers, m.transferFailures, m.transferredEuros, m.refilledEuros] as const;
-  for (const metric of all) {
-    const { values } = await (metric as Gauge<string>).get();
-    const seen = new Set<string>();
-    for (const v of values) {
-      if (v.labels.account !== account) continue;
-      // A histogram's buckets carry `le`; the series is removed by its own labels.
-      const { le: _le, ...labels } = v.labels as Record<string, string | number>;
-      const key = JSON.stringify(labels);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      (metric as Gauge<string>).remove(labels as Record<string, string>);
-    }
-  }
+/**
+ * Deletes every series labelled with this account (removed by a reload, or gone from Vonage's
+ * list). By the label sets this module creates, never by scanning: a list answer that drops 1,000
+ * subaccounts must not cost 1,000 scans of every series (that stalled the event loop for seconds).
+ */
+export function removeAccount(m: Metrics, account: string, info?: { name: string; primary: string }): void {
+  const one = { account };
+  for (const g of [m.balance, m.autoReload, m.threshold, m.pollSuccess, m.lastPollSuccess, m.polls, m.topups, m.lastTopupSuccess, m.lastTopupAttempt, m.attemptsLastDay, m.maxPerDay, m.topupEnabled, m.ledgerWritable, m.lastTopupAmount, m.toppedUpEuros, m.unresolvedAttempts, m.subaccountsWatched, m.transfers, m.transferredEuros] as Gauge<'account'>[]) g.remove(one);
+  for (const reason of new Set<string>([...POLL_FAILURE_REASONS, ...TRANSFER_FAILURE_REASONS])) m.pollFailures.remove({ account, reason });
+  for (const reason of new Set<string>([...TOPUP_FAILURE_REASONS])) m.topupFailures.remove({ account, reason });
+  for (const reason of new Set<string>([...TRANSFER_FAILURE_REASONS])) m.transferFailures.remove({ account, reason });
+  for (const reason of new Set<string>([...SKIP_REASONS, ...TRANSFER_SKIP_REASONS])) m.topupsSkipped.remove({ account, reason });
+  for (const action of ['topup', 'transfer']) m.refilledEuros.remove({ account, action });
+  for (const endpoint of [...ENDPOINTS, ...SUBACCOUNT_ENDPOINTS]) m.requestDuration.remove({ account, endpoint });
+  m.accountInfo.remove({ account, name: info?.name ?? account, primary: info?.primary ?? '' });
 }

@@ -43,7 +43,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
         }
         for (const key of [...known.keys()]) {
           if (seen.has(key)) continue;
-          void removeAccount(m, key);
+          removeAccount(m, key, { name: known.get(key)!, primary });
           known.delete(key);
         }
         m.subaccountsWatched.set({ account: primary }, e.watched.length);
@@ -135,7 +135,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
     }
   }) as GroupObserver;
   observer.forget = () => {
-    for (const key of known.keys()) void removeAccount(m, key);
+    for (const [key, name] of known) removeAccount(m, key, { name, primary });
     known.clear();
     m.subaccountsWatched.remove({ account: primary });
   };
