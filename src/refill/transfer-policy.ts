@@ -191,9 +191,15 @@ export function decideTransfers(input: TransferPolicyInput): TransferDecision[] 
   const age = primary.mono !== undefined && monoNow !== undefined ? monoNow - primary.mono : now - primary.at;
   const fresh = Math.abs(age) <= input.maxReadingAgeMs;
 
-  // What the primary has once every transfer its reading cannot show yet has left.
+  // What the primary has once every transfer its reading cannot show yet has left: those made
+  // at or after the reading, and any whose outcome is still open (pending, unknown), whenever it
+  // was made: Vonage may apply a timed-out transfer seconds after its reading, and the same
+  // money must not fund a second subaccount meanwhile (found by the transfer storm).
   let unseen = 0;
-  for (const t of transfers) if (movedMoney(t) && readingPredates(primary, t)) unseen += capAmount(t);
+  for (const t of transfers) {
+    const open = (t.outcome === 'pending' || t.outcome === 'unknown') && inLastDay(t, now, monoNow);
+    if (movedMoney(t) && (open || readingPredates(primary, t))) unseen += capAmount(t);
+  }
   const primaryBalance = primary.balance - unseen;
   const primaryLow = !(primaryBalance >= primary.threshold);
 

@@ -1,0 +1,98 @@
+/**
+ * Reproduction of a defect the transfer storm's T4 (primary never below primaryReserve because of
+ * our transfers) was written to catch: a transfer whose answer never came, which Vonage applies
+ * only after the daemon's next subaccount list.
+ *
+ * The transfer policy subtracts from the primary's reading only the transfers stamped at or after
+ * the reading ("it cannot show them yet", src/refill/transfer-policy.ts, readingPredates); every
+ * transfer stamped before it is taken to be in the balance already. For a transfer of unknown
+ * outcome (timed out, answer lost, or interrupted by a crash) that is not so: Vonage may still be
+ * processing it, as it does here (the simulator's `slow` fault applies the transfer after its delay,
+ * whether or not anyone still waits for the answer). The next cycle reads a primary balance that
+ * does not yet show it, the history does not have it yet (so it stays unknown: counted for the
+ * cooldown and the EUR cap, rightly), but the reserve budget spends the same money again on
+ * another subaccount. When the first transfer lands, the primary is below its reserve.
+ *
+ * Setup: primary 57 EUR, reserve 50, two subaccounts at 0 (threshold 10), 5 EUR per transfer: room
+ * for exactly one. No duplicate transfer and no cap is involved; only the reserve breaks.
+ * Both tests FAIL on the daemon as it is (primary ends at 47 EUR).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { startSimulator } from '../../src/simulator/simulator.js';
+import { API_KEY, CANARY_SECRET } from '../helpers/account.js';
+import { alive, cleanupAfterAll, figure, scratchDir, sleep, until } from './helpers/crash-harness.js';
+import { checkReferences, checkReserve, auditTransfers, fleetEnv, spawnFleetDaemon, transferPosts, writeFleetFile, type GroupSpec } from './helpers/transfer-harness.js';
+
+const { sims, children } = cleanupAfterAll();
+
+const GROUP: GroupSpec = {
+  subs: [
+    { apiKey: 'sub-a', cooldownMs: 60_000, maxPerDay: 10 },
+    { apiKey: 'sub-b', cooldownMs: 60_000, maxPerDay: 10 },
+  ],
+  threshold: 10,
+  transferAmount: 5,
+  primaryReserve: 50,
+  maxTransferredPerDay: 1000,
+  primaryThreshold: 10,
+};
+
+async function setup(label: string) {
+  const dir = scratchDir(`transfer-late-${label}-`);
+  const stateDir = join(dir, 'state');
+  mkdirSync(stateDir);
+  const sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, balance: 57, subaccounts: GROUP.subs.map((s) => ({ apiKey: s.apiKey, balance: 0 })) });
+  sims.push(sim);
+  return { sim, stateDir, env: fleetEnv(writeFleetFile(dir, sim.url, GROUP), stateDir) };
+}
+
+describe('a transfer Vonage applies after the answer deadline (late apply)', () => {
+  it('one daemon, no crash: the transfer times out (HTTP_TIMEOUT 1 s), lands 3 s later; the primary must stay at or above its reserve', async () => {
+    const { sim, stateDir, env } = await setup('timeout');
+    sim.setFault({ kind: 'slow', endpoint: 'transfer', delayMs: 3000, count: 1 });
+    const d = await spawnFleetDaemon(env);
+    children.push(d);
+    // Long enough for the slow transfer to land and for the daemon to settle it from the history.
+    await until(() => sim.appliedTransfers().length >= 2 || !alive(d), 12_000, 50);
+    await sleep(1500);
+    d.proc.kill('SIGTERM');
+    await d.exited;
+    const applied = sim.appliedTransfers();
+    figure('late apply (timeout): transfers applied, primary balance after each', applied.map((t) => `${t.to}→${t.primaryBalanceAfter}`).join(' '));
+    expect(checkReferences(sim, transferPosts(sim), auditTransfers(stateDir)).problems).toEqual([]);
+    expect(checkReserve(sim, GROUP).problems, d.output().slice(-4000)).toEqual([]);
+  });
+
+  it('kill -9 while the transfer is in flight: the restarted daemon must not spend the same reserve again', async () => {
+    const { sim, stateDir, env } = await setup('crash');
+    // First start in an empty STATE_DIR: its ~2 s probation happens here, not in the race below.
+    sim.setSubaccountBalance('sub-a', 100);
+    sim.setSubaccountBalance('sub-b', 100);
+    const first = await spawnFleetDaemon(env);
+    children.push(first);
+    await until(() => first.output().includes('"msg":"subaccounts read"'), 10_000, 20);
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    sim.setSubaccountBalance('sub-a', 0);
+    sim.setSubaccountBalance('sub-b', 0);
+
+    sim.setFault({ kind: 'slow', endpoint: 'transfer', delayMs: 2500, count: 1 });
+    const a = await spawnFleetDaemon(env);
+    children.push(a);
+    await until(() => transferPosts(sim).length > 0 || !alive(a), 10_000, 5);
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    const b = await spawnFleetDaemon(env);
+    children.push(b);
+    await until(() => sim.appliedTransfers().length >= 2, 8000, 50);
+    await sleep(1000);
+    b.proc.kill('SIGTERM');
+    await b.exited;
+    const applied = sim.appliedTransfers();
+    figure('late apply (crash): transfers applied, primary balance after each', applied.map((t) => `${t.to}→${t.primaryBalanceAfter}`).join(' '));
+    expect(checkReferences(sim, transferPosts(sim), auditTransfers(stateDir)).problems).toEqual([]);
+    expect(checkReserve(sim, GROUP).problems, b.output().slice(-4000)).toEqual([]);
+  });
+});
