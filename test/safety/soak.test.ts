@@ -115,7 +115,8 @@ describe('soak', () => {
     let scrapes = 0;
     const t = performance.now();
     try {
-      const hello = await readyMsg;
+      // A child that dies before it is ready (a module it cannot load) fails the soak at once, with its output.
+      const hello: Record<string, unknown> = await Promise.race([readyMsg, exited.then((code) => ({ type: 'exited', message: `the soak child exited (${code}) before it was ready:\n${output.slice(-2000)}` }))]);
       expect(hello.type, String(hello.message)).toBe('ready');
       const url = hello.url as string;
       const boundMs = hello.boundMs as number;

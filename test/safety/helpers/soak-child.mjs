@@ -11,7 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const dist = resolve(here, '../../../dist');
-const { loadConfig } = await import(pathToFileURL(`${dist}/config.js`).href);
+const { loadConfig } = await import(pathToFileURL(`${dist}/config/config.js`).href);
 const { startDaemon, cycleBoundMs } = await import(pathToFileURL(`${dist}/daemon.js`).href);
 
 if (typeof globalThis.gc !== 'function') {
