@@ -50,3 +50,27 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
+
+/**
+ * Like startDaemon, but with exactly `env` (plus PATH, and METRICS_HOST/METRICS_PORT unless given):
+ * for an ACCOUNTS_FILE fleet, where no per-account VONAGE_* variable may be set. `onSpawn` gets the
+ * child at once, so a caller can kill it on any exit; a child that exits before /healthz answers
+ * fails the start at once (its stderr is passed through), one that never answers is killed.
+ */
+export async function startDaemonWithEnv(env, { onSpawn, timeoutMs = 10_000 } = {}) {
+  const port = env.METRICS_PORT ?? String(await freePort());
+  const full = { PATH: process.env.PATH, METRICS_HOST: '127.0.0.1', ...env, METRICS_PORT: port };
+  const proc = spawn(process.execPath, [MAIN], { env: full, stdio: ['ignore', 'ignore', 'inherit'] });
+  onSpawn?.(proc);
+  let exited;
+  proc.once('exit', (code, signal) => (exited = signal ?? `exit code ${code}`));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && exited === undefined) {
+    const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (ok) return { proc, url };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(exited === undefined ? `daemon did not answer /healthz within ${timeoutMs} ms` : `daemon exited while starting (${exited})`);
+}
