@@ -6,7 +6,8 @@
  * credential would go wherever the Location points. Every failure leaves this module as a
  * VonageError; no axios object escapes, because its config holds the secret.
  */
-import axios, { AxiosError } from 'axios';
+import { createVonageHttp } from './http.js';
+import { AxiosError } from 'axios';
 import type { AccountConfig } from '../config/config.js';
 import { VonageError, type Delivery, type Endpoint, type FailureReason } from './errors.js';
 import { parseBalance, parseTopUp, type ParseFailure } from './account-parse.js';
@@ -56,18 +57,7 @@ export function createVonageClient(options: ClientOptions): VonageClient {
   const { account, timeoutMs } = options;
   const now = options.now ?? Date.now;
   const monoNow = options.monoNow ?? (() => performance.now());
-  // Built here, never injected: its limits (deadline, no redirects, size cap) are the safety.
-  const http = axios.create({
-      baseURL: account.baseUrl,
-      timeout: timeoutMs,
-      maxRedirects: 0,
-      maxContentLength: MAX_BODY_BYTES,
-      maxBodyLength: MAX_BODY_BYTES,
-      responseType: 'text',
-      transformResponse: [(data: unknown) => data],
-      validateStatus: () => true,
-      allowAbsoluteUrls: false,
-    });
+  const http = createVonageHttp(account.baseUrl, timeoutMs, MAX_BODY_BYTES);
 
   const authHeaders: Record<string, string> =
     account.auth === 'basic'

@@ -8,7 +8,7 @@
  * redirects, a body cap (larger for the lists: 1,000 subaccounts are ~250 KB), and every failure
  * leaves as a VonageError that holds neither the secret nor any axios object.
  */
-import axios from 'axios';
+import { createVonageHttp } from './http.js';
 import type { SubaccountList, TransferReceipt, TransferRequest } from '../accounts/types.js';
 import { VERSION } from '../version.js';
 import { mapTransportError, parseRetryAfter } from './account-client.js';
@@ -60,17 +60,7 @@ export function createSubaccountsClient(options: SubaccountsClientOptions): Suba
   const { primaryApiKey, apiSecret, timeoutMs } = options;
   const now = options.now ?? Date.now;
   const monoNow = options.monoNow ?? (() => performance.now());
-  const http = axios.create({
-    baseURL: options.baseUrl,
-    timeout: timeoutMs,
-    maxRedirects: 0,
-    maxContentLength: MAX_TRANSFER_BODY_BYTES,
-    maxBodyLength: MAX_TRANSFER_BODY_BYTES,
-    responseType: 'text',
-    transformResponse: [(data: unknown) => data],
-    validateStatus: () => true,
-    allowAbsoluteUrls: false,
-  });
+  const http = createVonageHttp(options.baseUrl, timeoutMs, MAX_TRANSFER_BODY_BYTES);
   const authorization = `Basic ${Buffer.from(`${primaryApiKey}:${apiSecret}`).toString('base64')}`;
   const base = `/accounts/${encodeURIComponent(primaryApiKey)}`;
 
