@@ -141,7 +141,7 @@ export class SubaccountGroup {
     this.missing = missing;
     onEvent({ kind: 'list_ok', list, watched, missing });
 
-    const resolvedOk = await this.resolveUnknown(signal);
+    await this.resolveUnknown(signal);
     if (signal?.aborted) return { ok: true, belowWithoutRefill: 0, transfers: [] };
 
     // Decide and record in one step: nothing runs between the ledger's view and the records.
@@ -155,7 +155,7 @@ export class SubaccountGroup {
         subaccounts: watched,
         settingsFor: (k) => this.settingsFor(k),
         group: this.config,
-        ledger: { writable: view.writable && resolvedOk.ledgerWritable, ...(view.problem === undefined ? {} : { problem: view.problem }), transfers: transferAttempts(view.attempts, watched, this.maxTransferAmount()) },
+        ledger: { writable: view.writable, ...(view.problem === undefined ? {} : { problem: view.problem }), transfers: transferAttempts(view.attempts, watched, this.maxTransferAmount()) },
       });
       const attempts = decisions.flatMap((d) => (d.action === 'transfer' ? [{ balance: list.primary.balance, threshold: this.settingsFor(d.to).threshold, to: d.to, requested: d.amount }] : []));
       return { result: decisions, attempts };
@@ -226,10 +226,10 @@ export class SubaccountGroup {
    * minutes after it was sent: it did not (recorded as failed, `not_in_history`; it still counts
    * for the subaccount's cooldown and cap). Until then it counts for everything.
    */
-  private async resolveUnknown(signal?: AbortSignal): Promise<{ ledgerWritable: boolean }> {
+  private async resolveUnknown(signal?: AbortSignal): Promise<void> {
     const { ledger, client, onEvent, now } = this.deps;
     const open = ledger.view().attempts.filter((a) => a.outcome === 'unknown' && a.to !== undefined && !a.id.startsWith('torn-') && now() - a.at < DAY_MS);
-    if (open.length === 0) return { ledgerWritable: true };
+    if (open.length === 0) return;
     // The window is wide on purpose: Vonage stamps `created_at` by its own clock, and ours may be
     // minutes off either way. A window cut to our clock could miss an applied transfer and call
     // it absent, which would free its cap. So: from a day before the oldest open one (or before
@@ -240,10 +240,10 @@ export class SubaccountGroup {
     try {
       history = await client.listTransfers({ startDate: isoSeconds(Math.min(oldest, now()) - DAY_MS - HISTORY_MARGIN_MS) }, signal);
     } catch (err) {
-      if (signal?.aborted) return { ledgerWritable: true };
+      if (signal?.aborted) return;
       const e = err instanceof VonageError ? err : new VonageError('list_balance_transfers', 'network', 'transfer history abandoned', 'unknown');
       onEvent({ kind: 'history_failed', error: e, unresolved: open.length });
-      return { ledgerWritable: true };
+      return;
     }
     const byRef = new Map(history.map((t) => [t.reference, t]));
     for (const a of open) {
@@ -264,7 +264,6 @@ export class SubaccountGroup {
       }
       onEvent({ kind: 'transfer_resolved', attempt: a, to: a.to!, outcome: found ? 'success' : 'failed', ...(found ? { amount: found.amount } : {}), via });
     }
-    return { ledgerWritable: true };
   }
 
   private maxTransferAmount(): number {
