@@ -5,7 +5,8 @@
 // single-account baseline configured from the environment alone, like bench/memory.mjs.
 //
 // Every scenario runs the built daemon as a child with POLL_SCHEDULE="*/10 * * * * *" for
-// FLEET_SECONDS (default 60) and then scrapes /metrics from SCRAPERS (10) loops, each fetching it
+// FLEET_SECONDS (default 60) and then scrapes /metrics from SCRAPERS (10) loops in another process
+// (bench/scrapers.mjs, as Prometheus would be), each on its own connection, fetching it
 // back to back, for SCRAPE_SECONDS (default 10). Subaccount balances stay above their threshold
 // (the steady state), except in the "with transfers" line, where a few subaccounts are drained
 // below it a few seconds before each slot.
@@ -17,6 +18,7 @@
 // scheduled for. FLEET_SCENARIOS (a comma list of baseline,sub1,sub100,sub1000,independent200,
 // transfers) picks scenarios.
 import { readFileSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { quantile, sleep, startDaemonWithEnv, startSimulator } from './common.mjs';
@@ -154,33 +156,14 @@ async function scrape(url) {
   const bytes = Buffer.byteLength(sample);
   const series = sample.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
   const heapBefore = Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(sample)?.[1] ?? NaN);
-  // One scraper alone first: what one scrape costs the daemon, before ten of them queue up.
-  const alone = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    await (await fetch(`${url}/metrics`)).arrayBuffer();
-    alone.push(performance.now() - t0);
-  }
-  alone.sort((a, b) => a - b);
-  const times = [];
-  let failures = 0;
-  const until = performance.now() + SCRAPE_S * 1000;
-  const loop = async () => {
-    while (performance.now() < until) {
-      const t0 = performance.now();
-      try {
-        const res = await fetch(`${url}/metrics`);
-        await res.arrayBuffer();
-        if (!res.ok) failures++;
-      } catch {
-        failures++;
-      }
-      times.push(performance.now() - t0);
-    }
-  };
-  await Promise.all(Array.from({ length: SCRAPERS }, loop));
-  times.sort((a, b) => a - b);
-  return { bytes, series, heapBefore, alone: alone[2], scrapes: times.length, failures, p50: quantile(times, 0.5), p99: quantile(times, 0.99), max: times.at(-1) };
+  // The scrapers run in a process of their own (bench/scrapers.mjs), as Prometheus would.
+  const child = track(spawn(process.execPath, [new URL('./scrapers.mjs', import.meta.url).pathname, `${url}/metrics`, String(SCRAPERS), String(SCRAPE_S)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await new Promise((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`the scrapers exited with ${code}`);
+  const { alone, times, failures } = JSON.parse(out);
+  return { bytes, series, heapBefore, alone, scrapes: times.length, failures, p50: quantile(times, 0.5), p99: quantile(times, 0.99), max: times.at(-1) };
 }
 
 // ---- One scenario. -----------------------------------------------------------------------------

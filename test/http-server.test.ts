@@ -1,6 +1,6 @@
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
-import { Registry, Counter } from 'prom-client';
+import { Registry, Counter, Gauge } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HTTP_LIMITS, createHttpServer, tokenMatches, type HttpLimits, type Probe } from '../src/observe/http-server.js';
 import { createLogger } from '../src/observe/log.js';
@@ -10,8 +10,8 @@ const quiet = createLogger({ level: 'silent', format: 'json' }, new Writable({ w
 let close: (() => Promise<void>) | undefined;
 afterEach(async () => close?.());
 
-async function serve(opts: { health?: Probe; ready?: Probe; authToken?: string; limits?: Partial<HttpLimits> } = {}) {
-  const registry = new Registry();
+async function serve(opts: { health?: Probe; ready?: Probe; authToken?: string; limits?: Partial<HttpLimits>; registry?: Registry } = {}) {
+  const registry = opts.registry ?? new Registry();
   new Counter({ name: 'x_total', help: 'x', registers: [registry] }).inc();
   const server = createHttpServer({
     registry,
@@ -60,6 +60,31 @@ describe('HTTP endpoints', () => {
     expect((await fetch(`${url}/metrics`, { method: 'POST' })).status).toBe(405);
     expect((await fetch(`${url}/nope`)).status).toBe(404);
     expect((await fetch(`${url}/`)).status).toBe(200);
+  });
+
+  it('serves concurrent scrapes one shared rendering, yet never one older than the request: a change made before a scrape is in its answer', async () => {
+    const registry = new Registry();
+    const gauge = new Gauge({ name: 'g', help: 'g', labelNames: ['account'], registers: [registry] });
+    for (let i = 0; i < 2_000; i++) gauge.set({ account: `sub${i}` }, i);
+    const url = await serve({ registry });
+    let stop = false;
+    const background = Array.from({ length: 6 }, async () => {
+      let n = 0;
+      while (!stop) {
+        const res = await fetch(`${url}/metrics`);
+        expect(res.status).toBe(200);
+        expect(await res.text()).toMatch(/^# HELP g g\n# TYPE g gauge\n/);
+        n++;
+      }
+      return n;
+    });
+    for (let round = 1; round <= 40; round++) {
+      gauge.set({ account: 'sub7' }, -round);
+      const bodies = await Promise.all([1, 2, 3].map(async () => (await fetch(`${url}/metrics`)).text()));
+      for (const body of bodies) expect(body).toContain(`g{account="sub7"} ${-round}\n`);
+    }
+    stop = true;
+    expect(Math.min(...(await Promise.all(background)))).toBeGreaterThan(0);
   });
 
   it('compares tokens of any length without throwing', () => {

@@ -5,6 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { renderMetrics } from './exposition.js';
 import type { Logger } from './log.js';
 
 export interface Probe {
@@ -29,7 +30,7 @@ export function tokenMatches(header: string | undefined, token: string): boolean
   return timingSafeEqual(digest(presented), digest(token));
 }
 
-function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8', extra: Record<string, string> = {}) {
+function send(res: ServerResponse, status: number, body: string | Buffer, contentType = 'text/plain; charset=utf-8', extra: Record<string, string> = {}) {
   res.writeHead(status, { 'Content-Type': contentType, 'Cache-Control': 'no-store', ...extra });
   res.end(body);
 }
@@ -72,13 +73,16 @@ export function createHttpServer(h: HttpHandlers, limits: Partial<HttpLimits> = 
   const log = h.log.child({ module: 'http' });
   const authorized = (req: IncomingMessage) => h.authToken === undefined || tokenMatches(req.headers.authorization, h.authToken);
 
-  // Scrapes that arrive while one is being serialised share its result: with a large fleet the
-  // text takes tens of ms to build, and ten scrapers would otherwise queue ten builds. Never
-  // older than the scrape it joined, so nothing is served stale.
-  let inFlight: Promise<string> | undefined;
+  // Scrapes that arrive together share one rendering, encoded once: with a large fleet the text
+  // is most of a megabyte. Rendering runs without a pause (its awaits resolve at once), so no
+  // request could join one in progress; it is deferred instead to the end of this turn of the
+  // event loop (setImmediate), and every scrape read in the same turn waits for that rendering.
+  // It starts after all of them arrived, so none is served anything older than its request.
+  let next: Promise<Buffer> | undefined;
   const scrape = () =>
-    (inFlight ??= h.registry.metrics().finally(() => {
-      inFlight = undefined;
+    (next ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      next = undefined;
+      return Buffer.from(await renderMetrics(h.registry), 'utf8');
     }));
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
