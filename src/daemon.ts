@@ -349,7 +349,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
           if (!u.group) return [own];
           const g = u.group.group.status();
           return [
-            { ...own, subaccounts: { watched: g.subaccounts.length, missing: g.missing, lastList: g.lastPoll, refill: u.group.group.config.refill, primaryReserve: u.group.group.config.primaryReserve, maxTransferredPerDay: u.group.group.config.maxTransferredPerDay } },
+            { ...own, subaccounts: { watched: g.subaccounts.length, missing: g.missing, unreadable: g.unreadable, lastList: g.lastPoll, refill: u.group.group.config.refill, primaryReserve: u.group.group.config.primaryReserve, maxTransferredPerDay: u.group.group.config.maxTransferredPerDay } },
             ...g.subaccounts.map((sub) => ({ ...sub, nextPoll })),
           ];
         }),

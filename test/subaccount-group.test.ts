@@ -171,6 +171,46 @@ describe('subaccount group: one primary, its subaccounts, balance transfers', ()
     expect(w.logs.some((l) => l.includes('gone1') && l.includes('never refilled'))).toBe(true);
   });
 
+  it('one malformed list entry fails only that subaccount: the others are read and refilled, its series stay, with a failed poll', async () => {
+    const w = await world([{ apiKey: 'low1', balance: 1 }, { apiKey: 'odd', balance: 1 }, { apiKey: 'low2', balance: 2 }]);
+    await w.cycle();
+    expect(w.sim.appliedTransfers().map((t) => t.to).sort()).toEqual(['low1', 'low2', 'odd']);
+    w.sim.setSubaccountBalance('low1', 1);
+    w.sim.setSubaccountBalance('odd', 1);
+    w.sim.patchSubaccountEntry('odd', { balance: 'NaN' });
+    w.clock.now += 16 * MIN;
+    await w.cycle();
+    // low1 is below its threshold again after the cooldown: refilled; odd cannot be read: not.
+    expect(w.sim.appliedTransfers().filter((t) => t.to === 'low1')).toHaveLength(2);
+    expect(w.sim.appliedTransfers().filter((t) => t.to === 'odd')).toHaveLength(1);
+    const m = await w.parts.metrics.registry.metrics();
+    expect(m).toContain('vonage_balance_poll_success{account="odd"} 0');
+    expect(m).toContain('vonage_balance_poll_failures_total{account="odd",reason="bad_response"} 1');
+    expect(m).toContain('vonage_balance_poll_success{account="low2"} 1');
+    expect(m).toMatch(/vonage_account_info\{account="odd",name="[^"]*",primary="eu-prod"\} 1/);
+    const status = w.parts.fleet.units[0]!.group!.group.status();
+    expect(status.unreadable).toEqual([{ apiKey: 'odd', problem: expect.stringMatching(/balance is not a finite number/) as unknown as string }]);
+    expect(status.missing).toEqual([]);
+    expect(w.logs.filter((l) => l.includes('could not be read'))).toHaveLength(1);
+    // Read again once the entry is sound: refilled as usual.
+    w.sim.patchSubaccountEntry('odd', undefined);
+    await w.cycle();
+    expect(w.sim.appliedTransfers().filter((t) => t.to === 'odd')).toHaveLength(2);
+  });
+
+  it('an entry whose api key cannot be read may be any watched subaccount: none is reported missing or loses its series', async () => {
+    const w = await world([{ apiKey: 'a1', balance: 50 }, { apiKey: 'b2', balance: 50 }], { group: { watch: ['a1', 'b2'] } });
+    await w.cycle();
+    w.sim.patchSubaccountEntry('b2', { api_key: 'has space' });
+    await w.cycle();
+    const status = w.parts.fleet.units[0]!.group!.group.status();
+    expect(status.missing).toEqual([]);
+    expect(status.unreadable.map((u) => u.apiKey)).toEqual(['b2']);
+    const m = await w.parts.metrics.registry.metrics();
+    expect(m).toContain('vonage_balance_poll_success{account="b2"} 0');
+    expect(m).toContain('vonage_balance_poll_success{account="a1"} 1');
+  });
+
   it('tops the primary up by card first when it is below its own threshold; transfers wait', async () => {
     const w = await world([{ apiKey: 'a', balance: 1 }], { primaryBalance: 40 });
     const [r] = await w.cycle();

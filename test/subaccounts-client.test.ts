@@ -285,15 +285,17 @@ describe('answers the simulator would never give (a raw server)', () => {
   const sub = { api_key: 'a1', name: 'A', balance: 1, credit_limit: 0, use_primary_account_balance: false, suspended: false, created_at: '2026-01-01T00:00:00Z' };
   const list = (subs: unknown[], p: unknown = primary) => JSON.stringify({ _embedded: { primary_account: p, subaccounts: subs } });
 
-  it('a list for another primary, a null own balance, a string balance: bad_response', async () => {
-    for (const body of [
-      list([sub], { ...primary, api_key: 'someone-else' }),
-      list([{ ...sub, balance: null }]),
-      list([{ ...sub, balance: '1' }]),
-      list([sub, sub]),
-    ]) {
-      const url = await serve(200, body);
-      expect(await failure(client({ baseUrl: url }).listSubaccounts())).toMatchObject({ reason: 'bad_response', status: 200 });
+  it('a list for another primary is bad_response; a bad entry (null own balance, string balance, repeated key) fails alone, the others are read', async () => {
+    const url = await serve(200, list([sub], { ...primary, api_key: 'someone-else' }));
+    expect(await failure(client({ baseUrl: url }).listSubaccounts())).toMatchObject({ reason: 'bad_response', status: 200 });
+    await new Promise<void>((r) => raw!.close(() => r()));
+    raw = undefined;
+    const good = { ...sub, api_key: 'b2', name: 'B' };
+    for (const entries of [[{ ...sub, balance: null }, good], [good, { ...sub, balance: '1' }], [sub, good, sub]]) {
+      const url = await serve(200, list(entries));
+      const answer = await client({ baseUrl: url }).listSubaccounts();
+      expect(answer.subaccounts.map((s) => s.apiKey)).toEqual(['b2']);
+      expect(answer.unreadable.map((u) => u.apiKey)).toEqual(['a1']);
       await new Promise<void>((r) => raw!.close(() => r()));
       raw = undefined;
     }
@@ -333,18 +335,37 @@ describe('parsers', () => {
     ['not an object', [1]],
     ['no _embedded', {}],
     ['subaccounts not an array', body({})],
-    ['missing api_key', body([{ ...ok, api_key: undefined }])],
-    ['empty api_key', body([{ ...ok, api_key: '' }])],
-    ['api_key with a space', body([{ ...ok, api_key: 'a b' }])],
-    ['over-long name', body([{ ...ok, name: 'n'.repeat(257) }])],
-    ['balance Infinity-like', body([{ ...ok, balance: 1e308 }])],
-    ['balance missing', body([{ ...ok, balance: undefined }])],
-    ['balance null on an own balance', body([{ ...ok, balance: null }])],
-    ['suspended not a boolean', body([{ ...ok, suspended: 'false' }])],
     ['primary balance null', { _embedded: { primary_account: { api_key: 'p', name: 'P', balance: null }, subaccounts: [] } }],
-    ['a subaccount with the primary key', body([{ ...ok, api_key: 'p' }])],
-  ])('%s → bad_response', (_name, b) => {
+    ['primary api_key with a space', { _embedded: { primary_account: { api_key: 'p q', name: 'P', balance: 1 }, subaccounts: [] } }],
+  ])('%s → bad_response: the whole answer is a failed poll', (_name, b) => {
     expect(bad(b)).toBe('bad_response');
+  });
+
+  const good = { ...ok, api_key: 'z9', name: 'Z' };
+  it.each([
+    ['missing api_key', { ...ok, api_key: undefined }, undefined],
+    ['empty api_key', { ...ok, api_key: '' }, undefined],
+    ['api_key with a space', { ...ok, api_key: 'a b' }, undefined],
+    ['not an object', 'a1', undefined],
+    ['a subaccount with the primary key', { ...ok, api_key: 'p' }, undefined],
+    ['over-long name', { ...ok, name: 'n'.repeat(257) }, 'a1'],
+    ['balance Infinity-like', { ...ok, balance: 1e308 }, 'a1'],
+    ['balance missing', { ...ok, balance: undefined }, 'a1'],
+    ['balance null on an own balance', { ...ok, balance: null }, 'a1'],
+    ['suspended not a boolean', { ...ok, suspended: 'false' }, 'a1'],
+  ])('an entry with %s is unreadable, alone; the entries around it are read', (_name, entry, key) => {
+    const list = parseSubaccountList(body([good, entry, { ...good, api_key: 'y8' }]), 0, 0);
+    expect(list.subaccounts.map((s) => s.apiKey)).toEqual(['z9', 'y8']);
+    expect(list.unreadable).toHaveLength(1);
+    expect(list.unreadable[0]).toMatchObject({ index: 1, ...(key === undefined ? {} : { apiKey: key }) });
+    if (key === undefined) expect(list.unreadable[0]!.apiKey === undefined || list.unreadable[0]!.apiKey === 'p').toBe(true);
+    expect(list.unreadable[0]!.problem).toMatch(/^subaccounts\[1\]/);
+  });
+
+  it('a repeated api key makes every entry of that key unreadable: neither can be trusted over the other', () => {
+    const list = parseSubaccountList(body([ok, good, { ...ok, balance: 99 }, { ...ok, balance: 7 }]), 0, 0);
+    expect(list.subaccounts.map((s) => s.apiKey)).toEqual(['z9']);
+    expect(list.unreadable.map((u) => u.apiKey)).toEqual(['a1']);
   });
 
   it('a shared subaccount may have a null balance and credit limit', () => {

@@ -16,10 +16,21 @@ export interface SubaccountEntry {
   createdAt: string;
 }
 
+/** A list entry that failed its checks: that subaccount's reading failed, the others stand. */
+export interface UnreadableEntry {
+  /** Position in the answer. */
+  index: number;
+  /** When the entry's own api key could be read; without it, any watched key may be this one. */
+  apiKey?: string;
+  problem: string;
+}
+
 /** One `GET /accounts/{primary}/subaccounts` answer: the primary and all its subaccounts. */
 export interface SubaccountList {
   primary: { apiKey: string; name: string; balance: number; creditLimit: number | null };
+  /** The entries that passed every check (api keys unique). */
   subaccounts: SubaccountEntry[];
+  unreadable: UnreadableEntry[];
   /** Wall-clock ms (injected clock) when the answer arrived. */
   at: number;
   /** Monotonic ms when the answer arrived. */

@@ -23,7 +23,7 @@ export const ABSENT_AFTER_MS = 5 * 60_000;
 const HISTORY_MARGIN_MS = 5 * 60_000;
 
 export type GroupEvent =
-  | { kind: 'list_ok'; list: SubaccountList; watched: readonly SubaccountEntry[]; missing: readonly string[] }
+  | { kind: 'list_ok'; list: SubaccountList; watched: readonly SubaccountEntry[]; missing: readonly string[]; unreadable: readonly { apiKey: string; problem: string }[] }
   | { kind: 'list_failed'; error: VonageError; watched: readonly string[] }
   | { kind: 'decided'; sub: SubaccountEntry; settings: SubaccountSettings; decision: TransferDecision; repeat: boolean }
   | { kind: 'claim_failed'; problem: string; planned: number }
@@ -79,6 +79,7 @@ export class SubaccountGroup {
   private lastOk = false;
   private lastError: VonageError | undefined;
   private missing: readonly string[] = [];
+  private unreadable: readonly { apiKey: string; problem: string }[] = [];
   private readonly decisions = new Map<string, TransferDecision>();
   private readonly lastSkip = new Map<string, string>();
 
@@ -106,7 +107,7 @@ export class SubaccountGroup {
 
   /** The subaccounts watched as of the last list answer (all of them for `watch: all`). */
   get watched(): readonly SubaccountEntry[] {
-    return this.lastList ? selectWatched(this.lastList.subaccounts, this.config.watch).watched : [];
+    return this.lastList ? selectWatched(this.lastList.subaccounts, this.config.watch, this.lastList.unreadable).watched : [];
   }
 
   settingsFor(apiKey: string): SubaccountSettings {
@@ -137,9 +138,10 @@ export class SubaccountGroup {
     }
     this.lastList = list;
     this.lastOk = true;
-    const { watched, missing } = selectWatched(list.subaccounts, this.config.watch);
+    const { watched, missing, unreadable } = selectWatched(list.subaccounts, this.config.watch, list.unreadable);
     this.missing = missing;
-    onEvent({ kind: 'list_ok', list, watched, missing });
+    this.unreadable = unreadable;
+    onEvent({ kind: 'list_ok', list, watched, missing, unreadable });
 
     await this.resolveUnknown(signal);
     if (signal?.aborted) return { ok: true, belowWithoutRefill: 0, transfers: [] };
@@ -272,7 +274,7 @@ export class SubaccountGroup {
     return max;
   }
 
-  status(): { subaccounts: SubaccountStatus[]; missing: readonly string[]; lastPoll: { ok: boolean; reason?: string; message?: string } | null } {
+  status(): { subaccounts: SubaccountStatus[]; missing: readonly string[]; unreadable: readonly { apiKey: string; problem: string }[]; lastPoll: { ok: boolean; reason?: string; message?: string } | null } {
     const { ledger, now } = this.deps;
     const attempts = ledger.view().attempts;
     const subs = this.watched.map((s): SubaccountStatus => {
@@ -297,7 +299,7 @@ export class SubaccountGroup {
       };
     });
     const lastPoll = this.lastList === undefined && this.lastError === undefined ? null : this.lastOk ? { ok: true } : { ok: false, reason: this.lastError!.reason, message: this.lastError!.message };
-    return { subaccounts: subs, missing: this.missing, lastPoll };
+    return { subaccounts: subs, missing: this.missing, unreadable: this.unreadable, lastPoll };
   }
 }
 

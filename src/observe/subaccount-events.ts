@@ -21,6 +21,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
   const log = options.log.child({ account: primary });
   const known = new Map<string, string>(); // api key → name, as last shown in account_info
   let warnedMissing = '';
+  let warnedUnreadable = '';
 
   const observer = ((e: GroupEvent): void => {
     switch (e.kind) {
@@ -41,8 +42,37 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
           m.lastPollSuccess.set(label, e.list.at / 1000);
           m.polls.inc(label);
         }
+        // An entry that could not be read is a failed poll of that subaccount, not its removal.
+        for (const u of e.unreadable) {
+          seen.add(u.apiKey);
+          const label = { account: u.apiKey };
+          if (!known.has(u.apiKey)) {
+            addSubaccount(m, { apiKey: u.apiKey, name: u.apiKey, primary, shared: false });
+            m.balance.remove(label);
+            known.set(u.apiKey, u.apiKey);
+            m.accountInfo.set({ account: u.apiKey, name: u.apiKey, primary }, 1);
+          }
+          m.pollSuccess.set(label, 0);
+          m.polls.inc(label);
+          m.pollFailures.inc({ account: u.apiKey, reason: 'bad_response' });
+        }
+        const unreadable = e.list.unreadable.map((u) => `${u.index}:${u.apiKey ?? ''}:${u.problem}`).join('; ');
+        if (unreadable !== warnedUnreadable) {
+          // At most 20 in the line: a hostile answer of 100,000 bad entries must not make a 10 MB log line.
+          if (e.list.unreadable.length > 0) log.error({ unreadable: e.list.unreadable.slice(0, 20), count: e.list.unreadable.length }, 'subaccount list entries that could not be read: no transfer to these subaccounts this cycle (the others are read and refilled as usual)');
+          warnedUnreadable = unreadable;
+        }
+        // An entry without a readable key may be any subaccount shown before: none is dropped on
+        // such an answer; those not found have a failed poll instead.
+        const keyless = e.list.unreadable.some((u) => u.apiKey === undefined);
         for (const key of [...known.keys()]) {
           if (seen.has(key)) continue;
+          if (keyless) {
+            m.pollSuccess.set({ account: key }, 0);
+            m.polls.inc({ account: key });
+            m.pollFailures.inc({ account: key, reason: 'bad_response' });
+            continue;
+          }
           removeAccount(m, key, { name: known.get(key)!, primary });
           known.delete(key);
         }

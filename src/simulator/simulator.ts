@@ -170,6 +170,8 @@ export interface Simulator {
   drainSubaccount(apiKey: string, amount: number): number;
   setSubaccountSuspended(apiKey: string, suspended: boolean): void;
   setSubaccountsProvisioned(v: boolean): void;
+  /** Fields that overwrite this subaccount's entry in list answers (a malformed entry); undefined clears. */
+  patchSubaccountEntry(apiKey: string, fields: Record<string, unknown> | undefined): void;
   /** Every applied balance transfer, oldest first: what the history serves, and ground truth. */
   appliedTransfers(): AppliedTransfer[];
   close(): Promise<void>;
@@ -272,6 +274,7 @@ class VonageSimulator implements Simulator {
   private readonly subs = new Map<string, SimSubaccount>();
   private transfersApplied: AppliedTransfer[] = [];
   private provisioned: boolean;
+  private readonly entryPatches = new Map<string, Record<string, unknown>>();
   private readonly primaryName: string;
   private readonly startedAt: string;
   private readonly appliedTransfersLogPath: string | undefined;
@@ -389,6 +392,13 @@ class VonageSimulator implements Simulator {
 
   setSubaccountsProvisioned(v: boolean): void {
     this.provisioned = v;
+  }
+
+  /** Fields that overwrite this subaccount's entry in list answers (a malformed entry); undefined clears. */
+  patchSubaccountEntry(apiKey: string, fields: Record<string, unknown> | undefined): void {
+    if (!this.subs.has(apiKey)) throw new RangeError(`no subaccount ${apiKey}`);
+    if (fields === undefined) this.entryPatches.delete(apiKey);
+    else this.entryPatches.set(apiKey, { ...fields });
   }
 
   appliedTransfers(): AppliedTransfer[] {
@@ -663,6 +673,7 @@ class VonageSimulator implements Simulator {
           credit_limit: sub.creditLimit,
           suspended: sub.suspended,
           created_at: sub.createdAt,
+          ...this.entryPatches.get(sub.apiKey),
         })),
       },
     };

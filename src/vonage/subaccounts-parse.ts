@@ -11,11 +11,12 @@
  *   watch" instead of a failed read. A shared subaccount that reports a number keeps the number.
  * - `credit_limit` is a finite number or null, for any subaccount (the watchdog does not act on it).
  * - The primary's `balance` must be a number (the primary always has its own balance).
- * - At most MAX_SUBACCOUNTS entries; api keys unique, 1..64 printable characters; strings bounded.
+ * - At most MAX_SUBACCOUNTS entries; strings bounded. An entry that breaks a rule (api keys are
+ *   unique, 1..64 printable characters) is `unreadable`, alone; the rest of the answer stands.
  * - A transfer's id is `balance_transfer_id` (SPEC) or `id` (the Python SDK's fixture); a missing
  *   or null `reference` reads as '' (transfers made in the dashboard have none).
  */
-import type { SubaccountEntry, SubaccountList, TransferReceipt } from '../accounts/types.js';
+import type { SubaccountEntry, SubaccountList, TransferReceipt, UnreadableEntry } from '../accounts/types.js';
 import { VonageError, type Delivery, type Endpoint } from './errors.js';
 
 /** A primary has at most a few thousand subaccounts; more is a bug or a hostile answer. */
@@ -115,7 +116,12 @@ function subaccount(c: Checker, raw: unknown, i: number): SubaccountEntry {
   };
 }
 
-/** A 2xx `GET /accounts/{primary}/subaccounts` body (already JSON-parsed). */
+/**
+ * A 2xx `GET /accounts/{primary}/subaccounts` body (already JSON-parsed). The envelope and the
+ * primary must be sound or the whole answer is a failed poll. One entry that is not (a field of
+ * the wrong type, a repeated api key) fails only itself: it is listed in `unreadable`, under its
+ * api key when that much can be read, so one odd subaccount cannot blind its primary's others.
+ */
 export function parseSubaccountList(body: unknown, at: number, mono: number): SubaccountList {
   const c = new Checker('list_subaccounts', 'yes');
   const embedded = c.object(c.object(body, 'subaccount list')['_embedded'], '_embedded');
@@ -127,14 +133,34 @@ export function parseSubaccountList(body: unknown, at: number, mono: number): Su
     creditLimit: c.amountOrNull(p['credit_limit'] ?? null, 'primary_account.credit_limit'),
   };
   const list = c.array(embedded['subaccounts'], 'subaccounts', MAX_SUBACCOUNTS);
-  const seen = new Set<string>([primary.apiKey]);
-  const subaccounts = list.map((raw, i) => {
-    const entry = subaccount(c, raw, i);
-    if (seen.has(entry.apiKey)) c.fail(`subaccounts[${i}].api_key is repeated`);
-    seen.add(entry.apiKey);
-    return entry;
+  const byKey = new Map<string, SubaccountEntry>();
+  const unreadable = new Map<string, UnreadableEntry>();
+  const keyless: UnreadableEntry[] = [];
+  list.forEach((raw, i) => {
+    const key = readableKey(raw);
+    try {
+      const entry = subaccount(c, raw, i);
+      if (entry.apiKey === primary.apiKey) c.fail(`subaccounts[${i}].api_key is the primary's`);
+      if (byKey.has(entry.apiKey) || unreadable.has(entry.apiKey)) {
+        // Two entries for one key: neither can be trusted over the other.
+        byKey.delete(entry.apiKey);
+        c.fail(`subaccounts[${i}].api_key is repeated`);
+      }
+      byKey.set(entry.apiKey, entry);
+    } catch (err) {
+      if (!(err instanceof VonageError)) throw err;
+      const u = { index: i, ...(key === undefined ? {} : { apiKey: key }), problem: err.message };
+      if (key === undefined || key === primary.apiKey) keyless.push(u);
+      else unreadable.set(key, u);
+    }
   });
-  return { primary, subaccounts, at, mono };
+  return { primary, subaccounts: [...byKey.values()], unreadable: [...unreadable.values(), ...keyless], at, mono };
+}
+
+/** The entry's api key if it is a plausible one, whatever else is wrong with the entry. */
+function readableKey(raw: unknown): string | undefined {
+  const key = isObject(raw) ? raw['api_key'] : undefined;
+  return typeof key === 'string' && key.length >= 1 && key.length <= MAX_KEY && /^[\x21-\x7e]+$/.test(key) ? key : undefined;
 }
 
 function transfer(c: Checker, raw: unknown, what: string): TransferReceipt {
