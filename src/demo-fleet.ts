@@ -10,11 +10,10 @@
  * As in `npm run demo`, the daemon runs with settings it accepts without a warning (cooldowns of
  * 10 minutes), so the cooldown is shown holding rather than shortened to show a second refill.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runDemoDaemon } from './demo-daemon.js';
 import { startSimulator } from './simulator/simulator.js';
 
 /** The subaccounts, each draining at its own rate (EUR per second); null balance = shared. */
@@ -84,8 +83,7 @@ process.stdout.write(`
 
 `);
 
-const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', import.meta.url))], {
-  stdio: 'inherit',
+runDemoDaemon({
   // Not the user's directory: a .env there describing one account (VONAGE_*) would, beside
   // ACCOUNTS_FILE, be refused as ambiguous; the demo must run as shown whatever is around it.
   cwd: stateDir,
@@ -103,28 +101,17 @@ const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', impor
     LOG_FORMAT: process.env.LOG_FORMAT ?? 'pretty',
     ...(process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {}),
   },
+  onExit: async () => {
+    clearInterval(spending);
+    await sim.close();
+    rmSync(stateDir, { recursive: true, force: true });
+    const transfers = sim.appliedTransfers();
+    const topups = sim.appliedTopUps().length;
+    const names = new Map<string, string>(SUBACCOUNTS.map((s) => [s.apiKey, s.name]));
+    process.stdout.write(
+      `\ndemo over: the simulator applied ${transfers.length} balance transfer${transfers.length === 1 ? '' : 's'}` +
+        `${transfers.length > 0 ? ` (${transfers.map((t) => `${t.amount} EUR to ${names.get(t.to) ?? t.to}`).join(', ')})` : ''}` +
+        ` and ${topups} card top-up${topups === 1 ? '' : 's'} of the primary.\n`,
+    );
+  },
 });
-
-let stopping = false;
-const stop = () => {
-  if (stopping) return;
-  stopping = true;
-  daemon.kill('SIGTERM');
-};
-daemon.on('exit', async (code) => {
-  clearInterval(spending);
-  await sim.close();
-  rmSync(stateDir, { recursive: true, force: true });
-  const transfers = sim.appliedTransfers();
-  const topups = sim.appliedTopUps().length;
-  const names = new Map<string, string>(SUBACCOUNTS.map((s) => [s.apiKey, s.name]));
-  process.stdout.write(
-    `\ndemo over: the simulator applied ${transfers.length} balance transfer${transfers.length === 1 ? '' : 's'}` +
-      `${transfers.length > 0 ? ` (${transfers.map((t) => `${t.amount} EUR to ${names.get(t.to) ?? t.to}`).join(', ')})` : ''}` +
-      ` and ${topups} card top-up${topups === 1 ? '' : 's'} of the primary.\n`,
-  );
-  process.exit(code ?? 0);
-});
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-if (process.env.DEMO_SECONDS) setTimeout(stop, Number(process.env.DEMO_SECONDS) * 1000).unref();

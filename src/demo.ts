@@ -7,11 +7,10 @@
  * warning about its own configuration teaches users to ignore warnings. So the cooldown is the
  * advised 10 minutes, and the demo shows the cooldown holding back the second dip instead.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runDemoDaemon } from './demo-daemon.js';
 import { startSimulator } from './simulator/simulator.js';
 
 const sim = await startSimulator({ port: Number(process.env.SIM_PORT ?? 8480), balance: 12, drainPerSecond: 0.2, topUpAmount: 20 });
@@ -27,8 +26,7 @@ process.stdout.write(`
 
 `);
 
-const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', import.meta.url))], {
-  stdio: 'inherit',
+runDemoDaemon({
   env: {
     ...process.env,
     VONAGE_API_KEY: 'demo-key',
@@ -47,21 +45,10 @@ const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', impor
     METRICS_PORT: metricsPort,
     LOG_FORMAT: process.env.LOG_FORMAT ?? 'pretty',
   },
+  onExit: async () => {
+    await sim.close();
+    rmSync(stateDir, { recursive: true, force: true });
+    const applied = sim.appliedTopUps().length;
+    process.stdout.write(`\ndemo over: the simulator applied ${applied} top-up${applied === 1 ? '' : 's'}.\n`);
+  },
 });
-
-let stopping = false;
-const stop = () => {
-  if (stopping) return;
-  stopping = true;
-  daemon.kill('SIGTERM');
-};
-daemon.on('exit', async (code) => {
-  await sim.close();
-  rmSync(stateDir, { recursive: true, force: true });
-  const applied = sim.appliedTopUps().length;
-  process.stdout.write(`\ndemo over: the simulator applied ${applied} top-up${applied === 1 ? '' : 's'}.\n`);
-  process.exit(code ?? 0);
-});
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
-if (process.env.DEMO_SECONDS) setTimeout(stop, Number(process.env.DEMO_SECONDS) * 1000).unref();

@@ -41,30 +41,14 @@ async function runDemo(script: string, seconds: number) {
 
 describe('npm run demo', () => {
   it('shows one top-up, with no warning before it', async () => {
-    const env = {
-      PATH: process.env.PATH ?? '',
-      // The balance crosses the threshold 10 s in and the next 2-second poll sees it; 16 s
-      // leaves room on a busy machine.
-      DEMO_SECONDS: '16',
-      LOG_FORMAT: 'json',
-      SIM_PORT: String(await freePort()),
-      METRICS_PORT: String(await freePort()),
-    };
-    const child = spawn(process.execPath, [DEMO], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    // The balance crosses the threshold 10 s in and the next 2-second poll sees it; 16 s
+    // leaves room on a busy machine.
+    const { code, out, logs } = await runDemo(DEMO, 16);
     expect(code, out).toBe(0);
-
-    const logs = out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as LogLine);
     expect(logs.length, out).toBeGreaterThan(0);
     // The first line that belongs to a top-up attempt; everything before it is start-up and polls.
     const firstTopUp = logs.findIndex((l) => l.attemptId !== undefined);
-    expect(firstTopUp, `no top-up within ${env.DEMO_SECONDS} s\n${out}`).toBeGreaterThan(0);
+    expect(firstTopUp, `no top-up within 16 s\n${out}`).toBeGreaterThan(0);
     const warnings = logs.slice(0, firstTopUp).filter((l) => l.level >= 40);
     expect(warnings.map((l) => l.msg)).toEqual([]);
 
