@@ -3,9 +3,9 @@
  * (test/fixtures/vonage/subaccounts.yml, vendored with `balance`/`credit_limit` made nullable; see
  * the README there). Every answer the simulator gives on the three endpoints the watchdog uses
  * (success and each error) is validated against the documented schema for its path, method and
- * status, with the same small JSON-schema subset validator approach as test/safety/fidelity.test.ts
- * (plus `nullable`, `allOf` and `maxLength`, which this file uses). The request bodies our client
- * sends are checked against the spec too.
+ * status, with the small JSON-schema subset validator shared with test/safety/fidelity.test.ts
+ * (test/helpers/openapi-schema.ts; this file relies on its `nullable`, `allOf` and `maxLength`).
+ * The request bodies our client sends are checked against the spec too.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -13,22 +13,8 @@ import { parse as parseYaml } from 'yaml';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type SimFault, type Simulator, type SimulatorOptions } from '../src/simulator/simulator.js';
 import { createSubaccountsClient } from '../src/vonage/subaccounts-client.js';
+import { schemaValidator, type MediaType, type Schema, type SchemaValidator } from './helpers/openapi-schema.js';
 
-interface Schema {
-  $ref?: string;
-  type?: 'object' | 'string' | 'number' | 'integer' | 'boolean' | 'array';
-  nullable?: boolean;
-  properties?: Record<string, Schema>;
-  required?: string[];
-  enum?: unknown[];
-  items?: Schema;
-  oneOf?: Schema[];
-  allOf?: Schema[];
-  maxLength?: number;
-}
-interface MediaType {
-  schema?: Schema;
-}
 interface Response {
   $ref?: string;
   content?: Record<string, MediaType>;
@@ -44,73 +30,9 @@ interface Spec {
 
 const SPEC_PATH = resolve(__dirname, 'fixtures/vonage/subaccounts.yml');
 let spec: Spec;
-
-function deref<T>(node: T | { $ref: string }): T {
-  let current: unknown = node;
-  for (let hops = 0; hops < 20; hops++) {
-    const ref = (current as { $ref?: unknown }).$ref;
-    if (typeof ref !== 'string') return current as T;
-    if (!ref.startsWith('#/')) throw new Error(`only local $ref is supported: ${ref}`);
-    current = ref
-      .slice(2)
-      .split('/')
-      .reduce<unknown>((at, key) => {
-        const next = (at as Record<string, unknown> | undefined)?.[key.replace(/~1/g, '/').replace(/~0/g, '~')];
-        if (next === undefined) throw new Error(`unresolvable $ref ${ref}`);
-        return next;
-      }, spec);
-  }
-  throw new Error('$ref chain too long');
-}
-
-function typeOf(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
-  return typeof value;
-}
-
-/** Declared properties of a schema, through allOf. */
-function declared(schema: Schema): Record<string, Schema> {
-  const s = deref(schema);
-  return Object.assign({}, ...(s.allOf ?? []).map(declared), s.properties ?? {}) as Record<string, Schema>;
-}
-
-/** `noUndeclared`: reject properties the schema does not declare (the spec itself allows them). */
-function validate(schemaOrRef: Schema, value: unknown, noUndeclared = true, at = '$'): string[] {
-  const schema = deref(schemaOrRef);
-  const errors: string[] = [];
-  if (value === null && schema.nullable) return [];
-  if (schema.oneOf) {
-    const matching = schema.oneOf.filter((alt) => validate(alt, value, noUndeclared, at).length === 0).length;
-    if (matching !== 1) errors.push(`${at}: matches ${matching} of the oneOf alternatives`);
-  }
-  for (const part of schema.allOf ?? []) errors.push(...validate(part, value, false, at));
-  if (schema.type !== undefined) {
-    const actual = typeOf(value);
-    const ok = schema.type === actual || (schema.type === 'number' && actual === 'integer');
-    if (!ok) return [...errors, `${at}: is ${actual}, not ${schema.type}`];
-    if (schema.type === 'number' && !Number.isFinite(value as number)) errors.push(`${at}: not a finite number`);
-  }
-  if (schema.enum && !schema.enum.includes(value)) errors.push(`${at}: ${JSON.stringify(value)} not in enum`);
-  if (schema.maxLength !== undefined && typeof value === 'string' && value.length > schema.maxLength) errors.push(`${at}: longer than ${schema.maxLength}`);
-  if (schema.properties || schema.required || schema.allOf) {
-    if (typeOf(value) !== 'object') return [...errors, `${at}: not an object`];
-    const record = value as Record<string, unknown>;
-    for (const name of schema.required ?? []) if (!Object.hasOwn(record, name)) errors.push(`${at}: missing required ${name}`);
-    for (const [name, sub] of Object.entries(schema.properties ?? {})) {
-      if (Object.hasOwn(record, name)) errors.push(...validate(sub, record[name], noUndeclared, `${at}.${name}`));
-    }
-    if (noUndeclared) {
-      const names = declared(schema);
-      for (const name of Object.keys(record)) if (!Object.hasOwn(names, name)) errors.push(`${at}: undeclared ${name}`);
-    }
-  }
-  if (schema.type === 'array' && schema.items) {
-    (value as unknown[]).forEach((item, i) => errors.push(...validate(schema.items!, item, noUndeclared, `${at}[${i}]`)));
-  }
-  return errors;
-}
+// Set with the spec in beforeAll. Undeclared properties are rejected unless a call says otherwise.
+let deref: SchemaValidator['deref'];
+let validate: SchemaValidator['validate'];
 
 type Op = 'list' | 'transfer' | 'history';
 const OPS: Record<Op, { path: string; method: 'get' | 'post' }> = {
@@ -187,6 +109,7 @@ function conforms(op: Op, a: Answer): string[] {
 
 beforeAll(() => {
   spec = parseYaml(readFileSync(SPEC_PATH, 'utf8')) as Spec;
+  ({ deref, validate } = schemaValidator(spec, { noUndeclared: true }));
 });
 
 describe('the vendored spec', () => {

@@ -7,8 +7,9 @@
  *     expects them (it throws on non-2xx; on 2xx it returns the body as is).
  *  2. Vonage's OpenAPI description (test/fixtures/vonage/account.yml, vendored unchanged). Every
  *     simulator answer (success and each documented error, JSON and XML, both endpoints) is
- *     validated against its schemas with a small JSON-schema subset validator written here, and
- *     every request OUR client sends (captured by the simulator) is checked against the spec too.
+ *     validated against its schemas with a small JSON-schema subset validator
+ *     (test/helpers/openapi-schema.ts), and every request OUR client sends (captured by the
+ *     simulator) is checked against the spec too.
  *
  * If the official client and the spec accept it, the rest of the suite tests the real thing.
  */
@@ -22,29 +23,14 @@ import { VonageError } from '../../src/vonage/errors.js';
 import { startSimulator, type SimFault, type Simulator, type SimRequestRecord } from '../../src/simulator/simulator.js';
 import { createVonageClient, type VonageClient } from '../../src/vonage/account-client.js';
 import { findSecret, secretForms } from './helpers/fuzz-canary.js';
+import { schemaValidator, type MediaType, type Schema, type SchemaValidator, type ValidateOptions } from '../helpers/openapi-schema.js';
 
 // ---------------------------------------------------------------------------------------------
-// The spec and a JSON-schema subset validator (the keywords account.yml uses for these paths:
-// $ref, type object|string|number|integer|boolean|array, properties, required, enum, items,
-// oneOf; plus OpenAPI's `xml.name` for the XML root element).
+// The spec. Its validator (test/helpers/openapi-schema.ts) covers the keywords account.yml uses for
+// these paths: $ref, type object|string|number|integer|boolean|array, properties, required, enum,
+// items, oneOf; OpenAPI's `xml.name` for the XML root element is read by xmlAsJson below.
 // ---------------------------------------------------------------------------------------------
 
-interface Schema {
-  $ref?: string;
-  type?: 'object' | 'string' | 'number' | 'integer' | 'boolean' | 'array';
-  properties?: Record<string, Schema>;
-  required?: string[];
-  enum?: unknown[];
-  items?: Schema;
-  oneOf?: Schema[];
-  xml?: { name?: string };
-  example?: unknown;
-  description?: string;
-}
-interface MediaType {
-  schema?: Schema;
-  example?: unknown;
-}
 interface Operation {
   parameters?: Schema[];
   requestBody?: { required?: boolean; content: Record<string, MediaType> };
@@ -68,78 +54,9 @@ interface Spec {
 
 const SPEC_PATH = resolve(__dirname, '../fixtures/vonage/account.yml');
 let spec: Spec;
-
-function deref<T>(node: T | { $ref: string }): T {
-  let current: unknown = node;
-  for (let hops = 0; hops < 20; hops++) {
-    const ref = (current as { $ref?: unknown }).$ref;
-    if (typeof ref !== 'string') return current as T;
-    if (!ref.startsWith('#/')) throw new Error(`only local $ref is supported: ${ref}`);
-    current = ref
-      .slice(2)
-      .split('/')
-      .reduce<unknown>((at, key) => {
-        const next = (at as Record<string, unknown> | undefined)?.[key.replace(/~1/g, '/').replace(/~0/g, '~')];
-        if (next === undefined) throw new Error(`unresolvable $ref ${ref}`);
-        return next;
-      }, spec);
-  }
-  throw new Error('$ref chain too long');
-}
-
-interface ValidateOptions {
-  /**
-   * The error-code/error-code-label properties have no `type`, only an `example`; the spec tells
-   * its error bodies apart by those values alone. With this on, an untyped property must equal its
-   * example ("documented values"); off, only structure is checked (plain JSON Schema).
-   */
-  examplesAsConst?: boolean;
-  /** Reject properties the schema does not declare (the spec itself allows them). */
-  noUndeclared?: boolean;
-}
-
-function typeOf(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  if (typeof value === 'number') return Number.isInteger(value) ? 'integer' : 'number';
-  return typeof value;
-}
-
-function validate(schemaOrRef: Schema, value: unknown, opts: ValidateOptions = {}, at = '$'): string[] {
-  const schema = deref(schemaOrRef);
-  const errors: string[] = [];
-  if (schema.oneOf) {
-    const matching = schema.oneOf.filter((alt) => validate(alt, value, opts, at).length === 0).length;
-    if (matching !== 1) errors.push(`${at}: matches ${matching} of the ${schema.oneOf.length} oneOf alternatives (must be exactly 1)`);
-  }
-  if (schema.type !== undefined) {
-    const actual = typeOf(value);
-    const ok = schema.type === actual || (schema.type === 'number' && actual === 'integer');
-    if (!ok) return [...errors, `${at}: is ${actual}, not ${schema.type}`];
-    if (schema.type === 'number' && !Number.isFinite(value as number)) errors.push(`${at}: not a finite number`);
-  }
-  if (schema.enum && !schema.enum.some((e) => Object.is(e, value) || e === value)) errors.push(`${at}: ${JSON.stringify(value)} not in enum`);
-  if (schema.type === undefined && opts.examplesAsConst && schema.example !== undefined && schema.properties === undefined) {
-    if (value !== schema.example) errors.push(`${at}: ${JSON.stringify(value)} is not the documented ${JSON.stringify(schema.example)}`);
-  }
-  const isObject = typeOf(value) === 'object';
-  if (schema.properties || schema.required) {
-    if (!isObject) return [...errors, `${at}: not an object`];
-    const record = value as Record<string, unknown>;
-    for (const name of schema.required ?? []) if (!Object.hasOwn(record, name)) errors.push(`${at}: missing required ${name}`);
-    for (const [name, sub] of Object.entries(schema.properties ?? {})) {
-      if (Object.hasOwn(record, name)) errors.push(...validate(sub, record[name], opts, `${at}.${name}`));
-      else if (opts.examplesAsConst && deref(sub).type === undefined) errors.push(`${at}: missing documented ${name}`);
-    }
-    if (opts.noUndeclared) {
-      for (const name of Object.keys(record)) if (!Object.hasOwn(schema.properties ?? {}, name)) errors.push(`${at}: undeclared ${name}`);
-    }
-  }
-  if (schema.type === 'array' && schema.items) {
-    (value as unknown[]).forEach((item, i) => errors.push(...validate(schema.items!, item, opts, `${at}[${i}]`)));
-  }
-  return errors;
-}
+// Set with the spec in beforeAll (plain JSON Schema by default: undeclared properties allowed).
+let deref: SchemaValidator['deref'];
+let validate: SchemaValidator['validate'];
 
 // ---------------------------------------------------------------------------------------------
 // A small, strict XML reader for the flat documents the spec describes: an optional declaration,
@@ -339,6 +256,7 @@ const WRONG = `Basic ${Buffer.from(`${API_KEY}:wrong-secret`).toString('base64')
 
 beforeAll(() => {
   spec = parseYaml(readFileSync(SPEC_PATH, 'utf8')) as Spec;
+  ({ deref, validate } = schemaValidator(spec));
 });
 afterAll(() => {
   console.log(`[figure] simulator answers checked against the OpenAPI file (all documented ones valid; the 2 top-up 400s are undocumented): ${counted.answers}`);
