@@ -133,6 +133,8 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
         client: createSubaccountsClient({ primaryApiKey: account.apiKey, apiSecret: account.apiSecret, baseUrl: account.subaccountsBaseUrl, timeoutMs: config.httpTimeoutMs, now, monoNow, observe }),
         ledger: transfers,
         onEvent: observer,
+        // The running fleet, read at each cycle: a reload may add an account that a subaccount is.
+        fleetAccounts: () => fleet.units.map((u) => u.account),
         now,
         monoNow,
         httpTimeoutMs: config.httpTimeoutMs,
@@ -349,7 +351,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
           if (!u.group) return [own];
           const g = u.group.group.status();
           return [
-            { ...own, subaccounts: { watched: g.subaccounts.length, missing: g.missing, unreadable: g.unreadable, lastList: g.lastPoll, refill: u.group.group.config.refill, primaryReserve: u.group.group.config.primaryReserve, maxTransferredPerDay: u.group.group.config.maxTransferredPerDay } },
+            { ...own, subaccounts: { watched: g.subaccounts.length, missing: g.missing, unreadable: g.unreadable, notWatchedHere: g.elsewhere, lastList: g.lastPoll, refill: u.group.group.config.refill, primaryReserve: u.group.group.config.primaryReserve, maxTransferredPerDay: u.group.group.config.maxTransferredPerDay } },
             ...g.subaccounts.map((sub) => ({ ...sub, nextPoll })),
           ];
         }),

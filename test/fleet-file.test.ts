@@ -322,6 +322,19 @@ const BAD: Bad[] = [
     'accounts[0].subaccounts.watch[2]: must be a subaccount API key: must not contain whitespace or control characters',
     "accounts[0].subaccounts.watch[3]: is the primary's own API key, not one of its subaccounts",
   ]],
+  ['watch list and overrides: a key that is another account of the file, by API key or by name', `accounts:
+  - name: eu-prod
+    apiKey: k1
+    apiSecretFile: /run/secrets/us_secret
+    threshold: 1
+    subaccounts: {watch: [s1, k2, us-ops], threshold: 2, refill: none, overrides: {k2: {threshold: 1}}}
+  - {name: twin, apiKey: k2, apiSecretFile: /run/secrets/us_secret, threshold: 1}
+  - {name: us-ops, apiKey: k3, apiSecretFile: /run/secrets/us_secret, threshold: 1}
+`, [
+    'accounts[0].subaccounts.watch[1]: is the API key of accounts[1] (twin): that account would be refilled both by its own card top-up and by balance transfers; watch it in one place',
+    "accounts[0].subaccounts.watch[2]: is the name of accounts[2]: a subaccount's account label is its API key, so both would write the same series; rename accounts[2]",
+    'accounts[0].subaccounts.overrides.k2: is the API key of accounts[1] (twin): that account would be refilled both by its own card top-up and by balance transfers; watch it in one place',
+  ]],
   ['overrides: not in the watch list, bad key shape, unknown setting, amount above cap', subs(`watch: [s1]
 refill: transfer
 transferAmount: 5

@@ -205,10 +205,42 @@ describe('subaccount group: one primary, its subaccounts, balance transfers', ()
     await w.cycle();
     const status = w.parts.fleet.units[0]!.group!.group.status();
     expect(status.missing).toEqual([]);
-    expect(status.unreadable.map((u) => u.apiKey)).toEqual(['b2']);
+    // b2 by key (it may be the entry that cannot be read), and the entry itself by position.
+    expect(status.unreadable).toEqual([{ apiKey: 'b2', problem: expect.stringMatching(/could not be read/) as unknown as string }, { index: 1, problem: expect.stringMatching(/api_key/) as unknown as string }]);
     const m = await w.parts.metrics.registry.metrics();
     expect(m).toContain('vonage_balance_poll_success{account="b2"} 0');
     expect(m).toContain('vonage_balance_poll_success{account="a1"} 1');
+  });
+
+  it('a list entry with the primary\'s own key, for a primary whose account label is that key: its series are untouched, no subaccount is made of it', async () => {
+    const w = await world([{ apiKey: 'a', balance: 50 }, { apiKey: 'b', balance: 50 }], { account: { name: 'canary-key' } });
+    await w.cycle();
+    const own = async () => (await w.parts.metrics.registry.metrics()).split('\n').filter((l) => l.includes('{account="canary-key"') && !/duration|balance_euros|last_success|polls_total|subaccounts_watched/.test(l));
+    const before = await own();
+    w.sim.patchSubaccountEntry('b', { api_key: 'canary-key' });
+    await w.cycle();
+    expect(await own()).toEqual(before);
+    expect(w.parts.fleet.units[0]!.group!.group.status().unreadable).toEqual([{ index: 1, problem: expect.stringMatching(/primary's own/) as unknown as string }]);
+    w.sim.patchSubaccountEntry('b', undefined);
+    await w.cycle();
+    expect(await own()).toEqual(before);
+    expect(await own()).toContain('vonage_topup_threshold_euros{account="canary-key"} 50');
+  });
+
+  it('a subaccount that is also an account of the fleet (same API key) or shares an account\'s name is not watched through its primary: never a transfer, one error line, shown in /status', async () => {
+    const w = await world([{ apiKey: 'twin', balance: 1 }, { apiKey: 'us-ops', balance: 1 }, { apiKey: 'plain', balance: 1 }]);
+    const sim = w.sim;
+    await w.restart([primaryAccount(sim), { ...baseAccount(sim.url, { name: 'twin-own', threshold: 5 }), apiKey: 'twin' }, { ...baseAccount(sim.url, { name: 'us-ops', threshold: 5 }), apiKey: 'other-key' }]);
+    await w.cycle();
+    expect(sim.appliedTransfers().map((t) => t.to)).toEqual(['plain']);
+    const status = w.parts.fleet.units[0]!.group!.group.status();
+    expect(status.elsewhere).toEqual([{ apiKey: 'twin', account: 'twin-own', by: 'apiKey' }, { apiKey: 'us-ops', account: 'us-ops', by: 'name' }]);
+    expect(status.subaccounts.map((s) => s.account)).toEqual(['plain']);
+    await w.cycle();
+    expect(w.logs.filter((l) => l.includes('not watched through its primary'))).toHaveLength(2);
+    const m = await w.parts.metrics.registry.metrics();
+    expect(m).not.toContain('vonage_account_info{account="twin",');
+    expect(m).toContain('vonage_account_info{account="us-ops",name="us-ops",primary=""} 1');
   });
 
   it('tops the primary up by card first when it is below its own threshold; transfers wait', async () => {

@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VonageError, type Endpoint } from '../src/vonage/errors.js';
 import { startSimulator, type SimFault, type Simulator, type SimulatorOptions } from '../src/simulator/simulator.js';
 import { MAX_LIST_BODY_BYTES, createSubaccountsClient, type SubaccountsClient } from '../src/vonage/subaccounts-client.js';
-import { MAX_SUBACCOUNTS, parseProblem, parseSubaccountList, parseTransferList, parseTransferReceipt } from '../src/vonage/subaccounts-parse.js';
+import { MAX_SUBACCOUNTS, MAX_UNREADABLE, parseProblem, parseSubaccountList, parseTransferList, parseTransferReceipt } from '../src/vonage/subaccounts-parse.js';
+import { selectWatched } from '../src/accounts/subaccount-selection.js';
 import { API_KEY, CANARY_SECRET, expectNoSecret } from './helpers/account.js';
 import { freePort } from './helpers/daemon.js';
 
@@ -366,6 +367,33 @@ describe('parsers', () => {
     const list = parseSubaccountList(body([ok, good, { ...ok, balance: 99 }, { ...ok, balance: 7 }]), 0, 0);
     expect(list.subaccounts.map((s) => s.apiKey)).toEqual(['z9']);
     expect(list.unreadable.map((u) => u.apiKey)).toEqual(['a1']);
+  });
+
+  it('a repeated key is unreadable whichever of its entries comes first and whichever is malformed', () => {
+    for (const entries of [
+      [ok, { ...ok, balance: 400, created_at: 17 }],
+      [{ ...ok, balance: 400, created_at: 17 }, ok],
+      [ok, { ...ok, balance: 2 }],
+    ]) {
+      const list = parseSubaccountList(body([...entries, good]), 0, 0);
+      expect(list.subaccounts.map((s) => s.apiKey)).toEqual(['z9']);
+      expect(list.unreadable.map((u) => u.apiKey)).toEqual(['a1']);
+      expect(selectWatched(list.subaccounts, 'all', list.unreadable).watched.map((s) => s.apiKey)).toEqual(['z9']);
+      expect(selectWatched(list.subaccounts, ['a1', 'z9'], list.unreadable)).toMatchObject({ missing: [], unreadable: [{ apiKey: 'a1' }] });
+    }
+  });
+
+  it('an entry with the primary\'s own key stands for no subaccount: not unreadable under a key, not keyless', () => {
+    const list = parseSubaccountList(body([{ ...ok, api_key: 'p' }, good]), 0, 0);
+    expect(list.unreadable).toEqual([{ index: 0, problem: expect.stringMatching(/primary's own/) as unknown as string, primaryKey: true }]);
+    // Not keyless: a watched key absent from the list is still plainly missing.
+    expect(selectWatched(list.subaccounts, ['z9', 'gone'], list.unreadable)).toMatchObject({ watched: [{ apiKey: 'z9' }], missing: ['gone'], unreadable: [] });
+  });
+
+  it(`up to ${MAX_UNREADABLE} bad entries fail alone; more, and the whole answer is a failed poll`, () => {
+    const badEntries = (n: number) => Array.from({ length: n }, (_, i) => ({ ...ok, api_key: `k${i}`, balance: 'x' }));
+    expect(parseSubaccountList(body([good, ...badEntries(MAX_UNREADABLE)]), 0, 0).unreadable).toHaveLength(MAX_UNREADABLE);
+    expect(bad(body([good, ...badEntries(MAX_UNREADABLE + 1)]))).toBe('bad_response');
   });
 
   it('a shared subaccount may have a null balance and credit limit', () => {

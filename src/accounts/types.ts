@@ -23,6 +23,8 @@ export interface UnreadableEntry {
   /** When the entry's own api key could be read; without it, any watched key may be this one. */
   apiKey?: string;
   problem: string;
+  /** The entry has the primary's own key: it is no subaccount, and stands for none of them. */
+  primaryKey?: true;
 }
 
 /** One `GET /accounts/{primary}/subaccounts` answer: the primary and all its subaccounts. */

@@ -15,6 +15,7 @@
  */
 import { parseDocument } from 'yaml';
 import type { SubaccountSettings, SubaccountsConfig } from '../accounts/types.js';
+import { accountsElsewhere } from '../accounts/subaccount-selection.js';
 import { formatDuration, parseDuration } from './duration.js';
 import {
   ConfigError,
@@ -183,6 +184,7 @@ class FleetParser {
     const accounts = list.map((a, i) => this.account(`accounts[${i}]`, a, defaults, secrets[i]));
     this.unique(accounts, 'name');
     this.unique(accounts, 'apiKey');
+    this.subaccountsElsewhere(accounts);
     if (accounts.some((a) => a === undefined)) return undefined;
     return accounts as AccountConfig[];
   }
@@ -667,6 +669,31 @@ class FleetParser {
       out[key] = o;
     }
     return ok ? out : undefined;
+  }
+
+  /**
+   * A subaccount key that is another account of the file, by API key (one Vonage account refilled
+   * two ways, by its own card top-up and by transfers, each with its own cooldown) or by name
+   * (a subaccount's `account` label is its key: both would write the same series). With
+   * `watch: all` the keys are known only at run time, where the same rule excludes them.
+   */
+  private subaccountsElsewhere(accounts: readonly (AccountConfig | undefined)[]): void {
+    accounts.forEach((a, i) => {
+      if (a?.subaccounts === undefined) return;
+      const others = accountsElsewhere(accounts, a.name);
+      const keys = [...(a.subaccounts.watch === 'all' ? [] : a.subaccounts.watch.map((k, j) => [k, `watch[${j}]`] as const)), ...Object.keys(a.subaccounts.overrides).map((k) => [k, `overrides.${k}`] as const)];
+      for (const [key, where] of keys) {
+        const other = others.get(key);
+        if (other === undefined) continue;
+        const k = `accounts[${other.index}]`;
+        this.problemAt(
+          `accounts[${i}].subaccounts.${where}`,
+          other.by === 'apiKey'
+            ? `is the API key of ${k} (${other.name}): that account would be refilled both by its own card top-up and by balance transfers; watch it in one place`
+            : `is the name of ${k}: a subaccount's account label is its API key, so both would write the same series; rename ${k}`,
+        );
+      }
+    });
   }
 
   private unique(accounts: readonly (AccountConfig | undefined)[], field: 'name' | 'apiKey'): void {

@@ -8,7 +8,7 @@
  */
 import type { AccountConfig } from '../config/config.js';
 import type { SubaccountEntry, SubaccountList, SubaccountSettings, SubaccountsConfig } from '../accounts/types.js';
-import { selectWatched } from '../accounts/subaccount-selection.js';
+import { accountsElsewhere, selectWatched } from '../accounts/subaccount-selection.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Attempt, LedgerView } from '../refill/topup-policy.js';
 import { DAY_MS, isoTime } from '../refill/topup-policy.js';
@@ -23,7 +23,7 @@ export const ABSENT_AFTER_MS = 5 * 60_000;
 const HISTORY_MARGIN_MS = 5 * 60_000;
 
 export type GroupEvent =
-  | { kind: 'list_ok'; list: SubaccountList; watched: readonly SubaccountEntry[]; missing: readonly string[]; unreadable: readonly { apiKey: string; problem: string }[] }
+  | { kind: 'list_ok'; list: SubaccountList; watched: readonly SubaccountEntry[]; missing: readonly string[]; unreadable: readonly { apiKey: string; problem: string }[]; elsewhere: readonly Elsewhere[] }
   | { kind: 'list_failed'; error: VonageError; watched: readonly string[] }
   | { kind: 'decided'; sub: SubaccountEntry; settings: SubaccountSettings; decision: TransferDecision; repeat: boolean }
   | { kind: 'claim_failed'; problem: string; planned: number }
@@ -35,8 +35,18 @@ export type GroupEvent =
   /** At the end of every cycle: the ledger as it now stands, for the per-subaccount gauges. */
   | { kind: 'ledger'; view: LedgerView; now: number };
 
+/** A subaccount that is another account of the fleet, and so not watched through its primary. */
+export interface Elsewhere {
+  apiKey: string;
+  /** The fleet account it is (by API key) or whose name it shares (by name). */
+  account: string;
+  by: 'apiKey' | 'name';
+}
+
 export interface SubaccountGroupDeps {
   primary: AccountConfig & { subaccounts: SubaccountsConfig };
+  /** Every account of the running fleet (a reload changes them): see accountsElsewhere. */
+  fleetAccounts?: () => readonly { name: string; apiKey: string }[];
   client: SubaccountsClient;
   ledger: Ledger;
   onEvent: (event: GroupEvent) => void;
@@ -80,6 +90,7 @@ export class SubaccountGroup {
   private lastError: VonageError | undefined;
   private missing: readonly string[] = [];
   private unreadable: readonly { apiKey: string; problem: string }[] = [];
+  private elsewhere: readonly Elsewhere[] = [];
   private readonly decisions = new Map<string, TransferDecision>();
   private readonly lastSkip = new Map<string, string>();
 
@@ -107,7 +118,24 @@ export class SubaccountGroup {
 
   /** The subaccounts watched as of the last list answer (all of them for `watch: all`). */
   get watched(): readonly SubaccountEntry[] {
-    return this.lastList ? selectWatched(this.lastList.subaccounts, this.config.watch, this.lastList.unreadable).watched : [];
+    return this.lastList ? this.select(this.lastList).watched : [];
+  }
+
+  /** The list's watched subaccounts, less those that are another account of the fleet. */
+  private select(list: SubaccountList): ReturnType<typeof selectWatched> & { elsewhere: Elsewhere[] } {
+    const sel = selectWatched(list.subaccounts, this.config.watch, list.unreadable);
+    const others = accountsElsewhere(this.deps.fleetAccounts?.() ?? [], this.deps.primary.name);
+    if (others.size === 0) return { ...sel, elsewhere: [] };
+    const elsewhere: Elsewhere[] = [];
+    const keep = (apiKey: string) => {
+      const other = others.get(apiKey);
+      if (other === undefined) return true;
+      elsewhere.push({ apiKey, account: other.name, by: other.by });
+      return false;
+    };
+    const watched = sel.watched.filter((s) => keep(s.apiKey));
+    const unreadable = sel.unreadable.filter((u) => !others.has(u.apiKey));
+    return { watched, missing: sel.missing, unreadable, elsewhere };
   }
 
   settingsFor(apiKey: string): SubaccountSettings {
@@ -138,10 +166,11 @@ export class SubaccountGroup {
     }
     this.lastList = list;
     this.lastOk = true;
-    const { watched, missing, unreadable } = selectWatched(list.subaccounts, this.config.watch, list.unreadable);
+    const { watched, missing, unreadable, elsewhere } = this.select(list);
     this.missing = missing;
     this.unreadable = unreadable;
-    onEvent({ kind: 'list_ok', list, watched, missing, unreadable });
+    this.elsewhere = elsewhere;
+    onEvent({ kind: 'list_ok', list, watched, missing, unreadable, elsewhere });
 
     await this.resolveUnknown(signal);
     if (signal?.aborted) return { ok: true, belowWithoutRefill: 0, transfers: [] };
@@ -274,7 +303,7 @@ export class SubaccountGroup {
     return max;
   }
 
-  status(): { subaccounts: SubaccountStatus[]; missing: readonly string[]; unreadable: readonly { apiKey: string; problem: string }[]; lastPoll: { ok: boolean; reason?: string; message?: string } | null } {
+  status(): { subaccounts: SubaccountStatus[]; missing: readonly string[]; unreadable: readonly { apiKey?: string; index?: number; problem: string }[]; elsewhere: readonly Elsewhere[]; lastPoll: { ok: boolean; reason?: string; message?: string } | null } {
     const { ledger, now } = this.deps;
     const attempts = ledger.view().attempts;
     const subs = this.watched.map((s): SubaccountStatus => {
@@ -299,7 +328,9 @@ export class SubaccountGroup {
       };
     });
     const lastPoll = this.lastList === undefined && this.lastError === undefined ? null : this.lastOk ? { ok: true } : { ok: false, reason: this.lastError!.reason, message: this.lastError!.message };
-    return { subaccounts: subs, missing: this.missing, unreadable: this.unreadable, lastPoll };
+    // Entries without a usable key are shown too, by position: with `watch: all` they are the only trace.
+    const keyless = (this.lastList?.unreadable ?? []).filter((u) => u.apiKey === undefined).map((u) => ({ index: u.index, problem: u.problem }));
+    return { subaccounts: subs, missing: this.missing, unreadable: [...this.unreadable, ...keyless], elsewhere: this.elsewhere, lastPoll };
   }
 }
 

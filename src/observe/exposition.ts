@@ -79,6 +79,8 @@ function isEmpty(o: object): boolean {
  * line is reused, and when every series is, so is the whole text. Objects that prom-client builds
  * afresh at each scrape (histogram buckets, some default metrics) never match and are formatted
  * anew. Keyed weakly by the metric, so a metric dropped from the registry takes its text along.
+ * This assumes what prom-client also assumes: a labels object passed to set/inc is never
+ * mutated afterwards (every caller in src/ passes a fresh literal).
  */
 interface MetricCache {
   series: Value[];

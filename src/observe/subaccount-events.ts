@@ -22,6 +22,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
   const known = new Map<string, string>(); // api key → name, as last shown in account_info
   let warnedMissing = '';
   let warnedUnreadable = '';
+  let warnedElsewhere = '';
 
   const observer = ((e: GroupEvent): void => {
     switch (e.kind) {
@@ -64,7 +65,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
         }
         // An entry without a readable key may be any subaccount shown before: none is dropped on
         // such an answer; those not found have a failed poll instead.
-        const keyless = e.list.unreadable.some((u) => u.apiKey === undefined);
+        const keyless = e.list.unreadable.some((u) => u.apiKey === undefined && u.primaryKey !== true);
         for (const key of [...known.keys()]) {
           if (seen.has(key)) continue;
           if (keyless) {
@@ -75,6 +76,18 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
           }
           removeAccount(m, key, { name: known.get(key)!, primary });
           known.delete(key);
+        }
+        const elsewhere = e.elsewhere.map((x) => `${x.apiKey}:${x.by}:${x.account}`).join(',');
+        if (elsewhere !== warnedElsewhere) {
+          for (const x of e.elsewhere) {
+            log.error(
+              { subaccount: x.apiKey, fleetAccount: x.account, by: x.by },
+              x.by === 'apiKey'
+                ? 'subaccount not watched through its primary: it is also a fleet account of its own (refilled by its own card top-up); refilled two ways it could be charged twice'
+                : 'subaccount not watched through its primary: its API key is the name of another fleet account, whose series it would overwrite; rename that account',
+            );
+          }
+          warnedElsewhere = elsewhere;
         }
         m.subaccountsWatched.set({ account: primary }, e.watched.length);
         const missing = e.missing.join(',');

@@ -22,6 +22,11 @@ import { VonageError, type Delivery, type Endpoint } from './errors.js';
 /** A primary has at most a few thousand subaccounts; more is a bug or a hostile answer. */
 export const MAX_SUBACCOUNTS = 100_000;
 export const MAX_TRANSFERS = 100_000;
+/**
+ * One odd entry fails alone; this many mean the answer itself is broken (or hostile: every bad
+ * entry costs an error object, and each would be logged and shown in /status), so it fails whole.
+ */
+export const MAX_UNREADABLE = 100;
 /** Same plausibility range as the Account API's balance (account-parse.ts). */
 const MIN_BALANCE = -1_000_000;
 const MAX_BALANCE = 10_000_000;
@@ -133,28 +138,34 @@ export function parseSubaccountList(body: unknown, at: number, mono: number): Su
     creditLimit: c.amountOrNull(p['credit_limit'] ?? null, 'primary_account.credit_limit'),
   };
   const list = c.array(embedded['subaccounts'], 'subaccounts', MAX_SUBACCOUNTS);
-  const byKey = new Map<string, SubaccountEntry>();
-  const unreadable = new Map<string, UnreadableEntry>();
-  const keyless: UnreadableEntry[] = [];
+  // Keys are counted over every entry first, sound or not: a repeated key makes all its entries
+  // unreadable whichever of them comes first and whichever is malformed.
+  const keys = list.map(readableKey);
+  const count = new Map<string, number>();
+  for (const k of keys) if (k !== undefined) count.set(k, (count.get(k) ?? 0) + 1);
+  const subaccounts: SubaccountEntry[] = [];
+  const unreadable: UnreadableEntry[] = [];
+  const flagged = new Set<string>();
+  const unread = (u: UnreadableEntry) => {
+    unreadable.push(u);
+    if (unreadable.length > MAX_UNREADABLE) c.fail(`more than ${MAX_UNREADABLE} of the ${list.length} subaccount entries could not be read`);
+  };
   list.forEach((raw, i) => {
-    const key = readableKey(raw);
+    const key = keys[i];
+    if (key === primary.apiKey) return unread({ index: i, problem: `subaccounts[${i}].api_key is the primary's own`, primaryKey: true });
+    if (key !== undefined && (count.get(key) ?? 0) > 1) {
+      if (!flagged.has(key)) unread({ index: i, apiKey: key, problem: `subaccounts[${i}].api_key is repeated: ${count.get(key)} entries have it` });
+      flagged.add(key);
+      return;
+    }
     try {
-      const entry = subaccount(c, raw, i);
-      if (entry.apiKey === primary.apiKey) c.fail(`subaccounts[${i}].api_key is the primary's`);
-      if (byKey.has(entry.apiKey) || unreadable.has(entry.apiKey)) {
-        // Two entries for one key: neither can be trusted over the other.
-        byKey.delete(entry.apiKey);
-        c.fail(`subaccounts[${i}].api_key is repeated`);
-      }
-      byKey.set(entry.apiKey, entry);
+      subaccounts.push(subaccount(c, raw, i));
     } catch (err) {
       if (!(err instanceof VonageError)) throw err;
-      const u = { index: i, ...(key === undefined ? {} : { apiKey: key }), problem: err.message };
-      if (key === undefined || key === primary.apiKey) keyless.push(u);
-      else unreadable.set(key, u);
+      unread({ index: i, ...(key === undefined ? {} : { apiKey: key }), problem: err.message });
     }
   });
-  return { primary, subaccounts: [...byKey.values()], unreadable: [...unreadable.values(), ...keyless], at, mono };
+  return { primary, subaccounts, unreadable, at, mono };
 }
 
 /** The entry's api key if it is a plausible one, whatever else is wrong with the entry. */
