@@ -232,6 +232,21 @@ accounts:
       'accounts[0].subaccounts.transferAmount: ignored, since refill is none (watch and report only)',
     ]);
   });
+
+  test('a short subaccount cooldown warns when transfers are made (it alone guards against a list that lags a transfer), not with refill: none', () => {
+    const block = (refill: string) => `
+accounts:
+  - apiKey: k1
+    apiSecretFile: /run/secrets/us_secret
+    threshold: 1
+    subaccounts: {watch: [s1], threshold: 1, refill: ${refill}, cooldown: 1m${refill === 'transfer' ? ', transferAmount: 5, maxTransferredPerDay: 50, overrides: {s1: {cooldown: 30s}}' : ''}}
+`;
+    expect(parse(block('transfer')).warnings).toEqual([
+      expect.stringMatching(/^accounts\[0\]\.subaccounts\.cooldown: 1m is below 10m: the cooldown is what stands between a transfer and a second one/),
+      expect.stringMatching(/^accounts\[0\]\.subaccounts\.overrides\.s1\.cooldown: 30s is below 10m/),
+    ]);
+    expect(parse(block('none')).warnings).toEqual([]);
+  });
 });
 
 type Bad = [label: string, text: string, problems: (string | RegExp)[], env?: Record<string, string | undefined>];

@@ -336,7 +336,7 @@ class FleetParser {
     return this.problemAt(path, `must be a whole number from 1 to ${LIMITS.MAX_PER_DAY_MAX} (got ${this.r.quote(t)})`);
   }
 
-  private cooldown(path: string, value: Value | undefined, advise: boolean): number | undefined {
+  private cooldown(path: string, value: Value | undefined, advise: 'topup' | 'transfer' | false): number | undefined {
     if (value === undefined) return undefined;
     const t = this.text(path, value)?.trim();
     if (t === undefined) return undefined;
@@ -345,10 +345,13 @@ class FleetParser {
     if (ms < LIMITS.COOLDOWN_MIN_MS || ms > LIMITS.COOLDOWN_MAX_MS) {
       return this.problemAt(path, `must be between ${formatDuration(LIMITS.COOLDOWN_MIN_MS)} and ${formatDuration(LIMITS.COOLDOWN_MAX_MS)} (got ${this.r.quote(t)})`);
     }
-    if (advise && ms < LIMITS.COOLDOWN_ADVISED_MS) {
+    if (advise !== false && ms < LIMITS.COOLDOWN_ADVISED_MS) {
       this.r.warnings.push(
-        `${path}: ${formatDuration(ms)} is below ${formatDuration(LIMITS.COOLDOWN_ADVISED_MS)}: Vonage's own auto-reload checks ` +
-          'the balance every 5-10 minutes, so a shorter cooldown can stack a second top-up on top of it',
+        advise === 'topup'
+          ? `${path}: ${formatDuration(ms)} is below ${formatDuration(LIMITS.COOLDOWN_ADVISED_MS)}: Vonage's own auto-reload checks ` +
+              'the balance every 5-10 minutes, so a shorter cooldown can stack a second top-up on top of it'
+          : `${path}: ${formatDuration(ms)} is below ${formatDuration(LIMITS.COOLDOWN_ADVISED_MS)}: the cooldown is what stands between ` +
+              'a transfer and a second one on a subaccount list that does not show the first yet; a shorter one trusts that list to be current',
       );
     }
     return ms;
@@ -367,7 +370,7 @@ class FleetParser {
     if (m === undefined) return {};
     return {
       threshold: this.money('defaults.threshold', m.threshold),
-      cooldownMs: this.cooldown('defaults.cooldown', m.cooldown, true),
+      cooldownMs: this.cooldown('defaults.cooldown', m.cooldown, 'topup'),
       maxPerDay: this.count('defaults.maxPerDay', m.maxPerDay),
       topupEnabled: this.bool('defaults.topupEnabled', m.topupEnabled),
       dryRun: this.bool('defaults.dryRun', m.dryRun),
@@ -502,7 +505,7 @@ class FleetParser {
     if (a.threshold === undefined && defaults.threshold === undefined) {
       this.problemAt(`${path}.threshold`, 'required (EUR; top up when the balance is below it), here or in defaults');
     }
-    const cooldownMs = this.cooldown(`${path}.cooldown`, a.cooldown, true) ?? (a.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
+    const cooldownMs = this.cooldown(`${path}.cooldown`, a.cooldown, 'topup') ?? (a.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
     const maxPerDay = this.count(`${path}.maxPerDay`, a.maxPerDay) ?? (a.maxPerDay === undefined ? (defaults.maxPerDay ?? DEFAULT_MAX_PER_DAY) : undefined);
     const ownTopup = this.bool(`${path}.topupEnabled`, a.topupEnabled);
     const ownDryRun = this.bool(`${path}.dryRun`, a.dryRun);
@@ -552,7 +555,7 @@ class FleetParser {
     if (s.threshold === undefined && defaults.threshold === undefined) {
       this.problemAt(`${path}.threshold`, "required (EUR; a subaccount is refilled below it), here or in defaults");
     }
-    const cooldownMs = this.cooldown(`${path}.cooldown`, s.cooldown, false) ?? (s.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
+    const cooldownMs = this.cooldown(`${path}.cooldown`, s.cooldown, refill === 'transfer' ? 'transfer' : false) ?? (s.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
     const maxPerDay = this.count(`${path}.maxPerDay`, s.maxPerDay) ?? (s.maxPerDay === undefined ? (defaults.maxPerDay ?? DEFAULT_MAX_PER_DAY) : undefined);
     let transferAmount = this.money(`${path}.transferAmount`, s.transferAmount);
     let maxTransferred = this.money(`${path}.maxTransferredPerDay`, s.maxTransferredPerDay);
@@ -654,7 +657,7 @@ class FleetParser {
       const o: Partial<SubaccountSettings> = {};
       const threshold = this.money(`${at}.threshold`, m.threshold);
       const transferAmount = this.money(`${at}.transferAmount`, m.transferAmount);
-      const cooldownMs = this.cooldown(`${at}.cooldown`, m.cooldown, false);
+      const cooldownMs = this.cooldown(`${at}.cooldown`, m.cooldown, ctx.refill === 'transfer' ? 'transfer' : false);
       const maxPerDay = this.count(`${at}.maxPerDay`, m.maxPerDay);
       if (threshold !== undefined) o.threshold = threshold;
       if (transferAmount !== undefined) {
