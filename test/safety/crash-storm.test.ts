@@ -14,13 +14,13 @@
  *  S2  each request is explained by its own ledger attempt written before it (no re-send);
  *  S3  at most TOPUP_MAX_PER_DAY in any rolling 24 h (second, smaller storm with cap 2).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET, TRX } from '../helpers/account.js';
-import { baseEnv, waitFor } from '../helpers/daemon.js';
+import { baseEnv } from '../helpers/daemon.js';
 import {
+  DAY_MS,
   Outputs,
   alive,
   appliedWithArrival,
@@ -34,36 +34,30 @@ import {
   matchPostsToAttempts,
   maxInWindow,
   minOf,
-  percentile,
   prng,
   cleanupAfterAll,
+  readTextOrEmpty,
   scratchDir,
   seedFor,
   sleep,
   spawnDaemon,
   topUpPosts,
   until,
-  whenStarted,
 } from './helpers/crash-harness.js';
+import { killAtRandom, restartFigures, runStorm, runSurvivor, startupFigure, type Restart as StormRestart, type StormRun, type Victim } from './helpers/storm.js';
 
-const DAY_MS = 86_400_000;
 const THRESHOLD = 10;
 const LOW = 5;
 const SLOW_HOLD_MS = 700;
 
-type Kind = 'failpoint_after_attempt' | 'held_hang' | 'held_slow' | 'failpoint_before_outcome' | 'random';
+const KINDS = ['failpoint_after_attempt', 'held_hang', 'held_slow', 'failpoint_before_outcome', 'random'] as const;
+type Kind = (typeof KINDS)[number];
 
-interface Restart {
-  kind: Kind;
-  /** The instant the kill was meant to hit actually happened (failpoint fired, answer held...). */
-  landed: boolean;
-  selfKilled: boolean;
-  insideCooldown: boolean;
+type Restart = StormRestart<Kind> & {
   sawDailyCap: boolean;
   inheritedInterrupted: boolean;
-  startupMs: number | undefined;
   ledgerProblem: boolean;
-}
+};
 
 interface StormOptions {
   label: string;
@@ -75,9 +69,7 @@ interface StormOptions {
   outputs: Outputs;
 }
 
-interface StormResult {
-  restarts: Restart[];
-  elapsedMs: number;
+interface StormResult extends StormRun<Restart> {
   sim: Simulator;
   stateDir: string;
   appliedLog: string;
@@ -106,108 +98,86 @@ async function storm(o: StormOptions): Promise<StormResult> {
     HTTP_TIMEOUT: '1s',
     LOG_LEVEL: 'debug',
   });
-  const restarts: Restart[] = [];
-  const started = Date.now();
+  const isApplied = (requestId: string) => sim.appliedTopUps().some((t) => t.requestId === requestId);
 
-  // A kind that needs a top-up drawn while the cooldown still has long to run is deferred to the
-  // next restart, and this restart is a random-instant one instead: the cooldown is filled with
-  // restarts that land inside it rather than waited out. The draw sequence stays seeded.
-  let deferred: Kind | undefined;
-  const needsTopUp = (k: Kind) => k !== 'random';
-  for (let i = 0; i < o.restarts; i++) {
-    let kind = deferred ?? pickKind(o.rand());
-    deferred = undefined;
-    const r1 = o.rand();
-    const before = auditLedger(stateDir);
-    const lastCounted = counted(before).at(-1);
-    const cooldownLeft = lastCounted ? lastCounted.at + o.cooldownMs - Date.now() : 0;
-    if (needsTopUp(kind) && cooldownLeft > 1000) {
-      deferred = kind;
-      kind = 'random';
-    }
-    const inheritedInterrupted = before.at(-1)?.outcome === undefined && before.length > 0;
-    sim.clearFaults();
-    if (kind === 'held_hang') sim.setFault({ kind: 'lost_answer', lostMode: 'hang', count: 1 });
-    if (kind === 'held_slow') sim.setFault({ kind: 'slow', endpoint: 'topup', delayMs: SLOW_HOLD_MS, count: 1 });
-    const postsBefore = topUpPosts(sim).length;
-    const newPost = () => topUpPosts(sim)[postsBefore];
-    const isApplied = (requestId: string) => sim.appliedTopUps().some((t) => t.requestId === requestId);
+  const run = await runStorm({
+    label: o.label,
+    restarts: o.restarts,
+    outputs: o.outputs,
+    children,
+    deal: () => pickKind(o.rand()),
+    needsMoney: (k) => k !== 'random',
+    whileNotDue: 'random',
+    dueIn: () => {
+      const lastCounted = counted(auditLedger(stateDir)).at(-1);
+      return lastCounted ? lastCounted.at + o.cooldownMs - Date.now() : 0;
+    },
+    spawn: (extra) => spawnDaemon({ ...env, ...extra }),
+    settleMs: SLOW_HOLD_MS + 200,
+    plan: ({ kind, due: cooldownLeft }) => {
+      const r1 = o.rand();
+      const before = auditLedger(stateDir);
+      const inheritedInterrupted = before.at(-1)?.outcome === undefined && before.length > 0;
+      sim.clearFaults();
+      if (kind === 'held_hang') sim.setFault({ kind: 'lost_answer', lostMode: 'hang', count: 1 });
+      if (kind === 'held_slow') sim.setFault({ kind: 'slow', endpoint: 'topup', delayMs: SLOW_HOLD_MS, count: 1 });
+      const postsBefore = topUpPosts(sim).length;
+      const newPost = () => topUpPosts(sim)[postsBefore];
+      const extra: Record<string, string> = {};
+      if (kind === 'failpoint_after_attempt') extra.WATCHDOG_FAILPOINTS = 'after_attempt_recorded';
+      if (kind === 'failpoint_before_outcome') extra.WATCHDOG_FAILPOINTS = 'before_outcome_recorded';
+      // The first top-up comes once the cooldown is over: at most startup + remaining cooldown +
+      // one poll interval. Once the cap is reached none comes; the daemon says so, stop waiting.
+      const deadline = 1500 + Math.max(0, cooldownLeft) + 1500;
 
-    const extra: Record<string, string> = {};
-    if (kind === 'failpoint_after_attempt') extra.WATCHDOG_FAILPOINTS = 'after_attempt_recorded';
-    if (kind === 'failpoint_before_outcome') extra.WATCHDOG_FAILPOINTS = 'before_outcome_recorded';
-    const child = await spawnDaemon({ ...env, ...extra });
-    children.push(child);
-    const startedAt = whenStarted(child);
-    let weKilled = false;
-    const kill = () => {
-      if (alive(child)) {
-        weKilled = true;
-        child.proc.kill('SIGKILL');
-      }
-    };
-    // The first top-up comes once the cooldown is over: at most startup + remaining cooldown +
-    // one poll interval. Once the cap is reached none comes; the daemon says so, stop waiting.
-    const deadline = 1500 + Math.max(0, cooldownLeft) + 1500;
-    const capped = () => child.output().includes('"reason":"daily_cap"');
-    let landed = false;
-
-    switch (kind) {
-      case 'failpoint_after_attempt':
-      case 'failpoint_before_outcome': {
-        await until(() => !alive(child) || capped(), deadline, 10);
-        kill();
-        landed = !weKilled;
-        break;
-      }
-      case 'held_hang': {
-        // The simulator applied the top-up and holds the answer (until HTTP_TIMEOUT=1s): kill now.
-        await until(() => { const p = newPost(); return (p !== undefined && isApplied(p.requestId)) || !alive(child) || capped(); }, deadline, 2);
-        const p = newPost();
-        landed = p !== undefined && isApplied(p.requestId) && alive(child);
-        kill();
-        break;
-      }
-      case 'held_slow': {
-        // The request has arrived; the simulator will apply it after SLOW_HOLD_MS, whoever is left
-        // to read the answer. Kill at a random instant inside that window.
-        await until(() => newPost() !== undefined || !alive(child) || capped(), deadline, 2);
-        const post = newPost();
-        if (post) {
-          await sleep(post.at + r1 * (SLOW_HOLD_MS - 150) - Date.now());
-          landed = alive(child) && !isApplied(post.requestId);
+      const strike = async (v: Victim): Promise<boolean> => {
+        const { child, kill } = v;
+        const capped = () => child.output().includes('"reason":"daily_cap"');
+        switch (kind) {
+          case 'failpoint_after_attempt':
+          case 'failpoint_before_outcome': {
+            await until(() => !alive(child) || capped(), deadline, 10);
+            kill();
+            return v.diedAlone();
+          }
+          case 'held_hang': {
+            // The simulator applied the top-up and holds the answer (until HTTP_TIMEOUT=1s): kill now.
+            await until(() => { const p = newPost(); return (p !== undefined && isApplied(p.requestId)) || !alive(child) || capped(); }, deadline, 2);
+            const p = newPost();
+            const landed = p !== undefined && isApplied(p.requestId) && alive(child);
+            kill();
+            return landed;
+          }
+          case 'held_slow': {
+            // The request has arrived; the simulator will apply it after SLOW_HOLD_MS, whoever is left
+            // to read the answer. Kill at a random instant inside that window.
+            await until(() => newPost() !== undefined || !alive(child) || capped(), deadline, 2);
+            const post = newPost();
+            let landed = false;
+            if (post) {
+              await sleep(post.at + r1 * (SLOW_HOLD_MS - 150) - Date.now());
+              landed = alive(child) && !isApplied(post.requestId);
+            }
+            kill();
+            return landed;
+          }
+          case 'random':
+            return killAtRandom(v, r1);
         }
-        kill();
-        break;
-      }
-      case 'random': {
-        // Anywhere from mid-startup through the first polls (and a top-up, when one is due).
-        await sleep(r1 * 1800);
-        landed = alive(child);
-        kill();
-        break;
-      }
-    }
-    const exit = await child.exited;
-    expect(exit.signal, `restart ${i} (${kind}) must die by SIGKILL, got ${JSON.stringify(exit)}\n${child.output().slice(-2000)}`).toBe('SIGKILL');
-    const out = child.output();
-    o.outputs.add(`${o.label} restart ${i} (${kind})`, out);
-    const seen = await startedAt;
-    restarts.push({
-      kind,
-      landed,
-      selfKilled: !weKilled,
-      insideCooldown: out.includes('"reason":"cooldown"'),
-      sawDailyCap: out.includes('"reason":"daily_cap"'),
-      inheritedInterrupted,
-      startupMs: seen === undefined ? undefined : seen - child.spawnedAt,
-      ledgerProblem: out.includes('top-ups are DISABLED') || out.includes('"reason":"ledger_unavailable"'),
-    });
-  }
-  // A slow top-up whose daemon is dead is still applied by the simulator when its delay ends.
-  await sleep(SLOW_HOLD_MS + 200);
+      };
+      return {
+        env: extra,
+        strike,
+        record: (out) => ({
+          sawDailyCap: out.includes('"reason":"daily_cap"'),
+          inheritedInterrupted,
+          ledgerProblem: out.includes('top-ups are DISABLED') || out.includes('"reason":"ledger_unavailable"'),
+        }),
+      };
+    },
+  });
   release();
-  return { restarts, elapsedMs: Date.now() - started, sim, stateDir, appliedLog };
+  return { ...run, sim, stateDir, appliedLog };
 }
 
 /** After the storm, one daemon that is allowed to live: it must agree with the ledger and report. */
@@ -215,15 +185,8 @@ async function survivor(r: StormResult, cooldown: string, maxPerDay: number, out
   const env = baseEnv(r.sim.url, { STATE_DIR: r.stateDir, TOPUP_COOLDOWN: cooldown, TOPUP_MAX_PER_DAY: String(maxPerDay), HTTP_TIMEOUT: '1s' });
   r.sim.clearFaults();
   r.sim.setBalance(50); // above the threshold: the survivor watches, it does not spend
-  const child = await spawnDaemon(env);
-  children.push(child);
-  await waitFor(async () => (await fetch(`${child.url}/readyz`).catch(() => undefined))?.status === 200, 15_000, child.output);
-  const status = (await (await fetch(`${child.url}/status`)).json()) as { accounts: { attemptsLast24h: number; ledger: { writable: boolean } }[] };
-  await outputs.addHttp(`${label} survivor`, child.url);
-  child.proc.kill('SIGTERM');
-  expect(await child.exited).toEqual({ code: 0, signal: null });
-  outputs.add(`${label} survivor logs`, child.output());
-  return status.accounts[0]!;
+  const { status } = await runSurvivor({ label, outputs, children, spawn: () => spawnDaemon(env) });
+  return (status as { accounts: { attemptsLast24h: number; ledger: { writable: boolean } }[] }).accounts[0]!;
 }
 
 function verifyGroundTruth(r: StormResult, cooldownMs: number, maxPerDay: number, label: string) {
@@ -262,24 +225,10 @@ function verifyGroundTruth(r: StormResult, cooldownMs: number, maxPerDay: number
   return { posts, applied, attempts };
 }
 
-function readTextOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 function summarize(label: string, r: StormResult) {
-  const by = (k: Kind) => r.restarts.filter((x) => x.kind === k);
-  const startups = r.restarts.map((x) => x.startupMs).filter((x): x is number => x !== undefined);
-  figure(`${label} restarts (kill -9)`, r.restarts.length);
-  for (const k of ['failpoint_after_attempt', 'held_hang', 'held_slow', 'failpoint_before_outcome', 'random'] as Kind[]) {
-    figure(`${label} restarts ${k} (landed / total)`, `${by(k).filter((x) => x.landed).length} / ${by(k).length}`);
-  }
-  figure(`${label} restarts that polled inside a cooldown`, r.restarts.filter((x) => x.insideCooldown).length);
+  restartFigures(label, r.restarts, KINDS);
   figure(`${label} restarts whose last ledger attempt had no outcome`, r.restarts.filter((x) => x.inheritedInterrupted).length);
-  figure(`${label} node startup to "watchdog started" (ms) median / p95 / max`, `${percentile(startups, 50)} / ${percentile(startups, 95)} / ${Math.max(...startups)}`);
+  startupFigure(label, r.restarts);
   figure(`${label} storm wall time (s)`, (r.elapsedMs / 1000).toFixed(1));
 }
 
@@ -306,7 +255,7 @@ describe('kill -9 storm', () => {
     expect(landed('failpoint_after_attempt')).toBeGreaterThanOrEqual(5);
     expect(landed('failpoint_before_outcome')).toBeGreaterThanOrEqual(3);
     expect(landed('held_hang') + landed('held_slow')).toBeGreaterThanOrEqual(5);
-    expect(r.restarts.filter((x) => x.insideCooldown).length).toBeGreaterThanOrEqual(5);
+    expect(r.restarts.filter((x) => x.sawCooldown).length).toBeGreaterThanOrEqual(5);
     expect(r.restarts.filter((x) => x.inheritedInterrupted).length).toBeGreaterThanOrEqual(5);
     // A record torn by kill -9 must never make the ledger untrusted (that would stop top-ups).
     expect(r.restarts.filter((x) => x.ledgerProblem).length).toBe(0);

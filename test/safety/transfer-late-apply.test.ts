@@ -17,56 +17,49 @@
  * for exactly one. No duplicate transfer and no cap is involved; only the reserve breaks.
  * Both tests FAIL on the daemon as it is (primary ends at 47 EUR).
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startSimulator } from '../../src/simulator/simulator.js';
-import { API_KEY, CANARY_SECRET } from '../helpers/account.js';
-import { alive, cleanupAfterAll, figure, scratchDir, sleep, until } from './helpers/crash-harness.js';
-import { checkReferences, checkReserve, auditTransfers, fleetEnv, spawnFleetDaemon, transferPosts, writeFleetFile, type GroupSpec } from './helpers/transfer-harness.js';
+import { alive, cleanupAfterAll, figure, sleep, until } from './helpers/crash-harness.js';
+import type { Child } from '../helpers/daemon.js';
+import { checkReferences, checkReserve, auditTransfers, fleetGroup, spawnFleetDaemon, startFleet, transferPosts, type Fleet } from './helpers/transfer-harness.js';
 
 const { sims, children } = cleanupAfterAll();
 
-const GROUP: GroupSpec = {
-  subs: [
+const GROUP = fleetGroup(
+  [
     { apiKey: 'sub-a', cooldownMs: 60_000, maxPerDay: 10 },
     { apiKey: 'sub-b', cooldownMs: 60_000, maxPerDay: 10 },
   ],
-  threshold: 10,
-  transferAmount: 5,
-  primaryReserve: 50,
-  maxTransferredPerDay: 1000,
-  primaryThreshold: 10,
-};
+  { transferAmount: 5, primaryReserve: 50, maxTransferredPerDay: 1000 },
+);
 
-async function setup(label: string) {
-  const dir = scratchDir(`transfer-late-${label}-`);
-  const stateDir = join(dir, 'state');
-  mkdirSync(stateDir);
-  const sim = await startSimulator({ apiKey: API_KEY, apiSecret: CANARY_SECRET, balance: 57, subaccounts: GROUP.subs.map((s) => ({ apiKey: s.apiKey, balance: 0 })) });
-  sims.push(sim);
-  return { sim, stateDir, env: fleetEnv(writeFleetFile(dir, sim.url, GROUP), stateDir) };
+const setup = (label: string) => startFleet({ prefix: `transfer-late-${label}-`, group: GROUP, primaryBalance: 57, sims });
+
+/** Stops the daemon that ran last, then holds what reached Vonage to T2 (references) and T4 (reserve). */
+async function stopAndCheck(label: string, { sim, stateDir }: Fleet, last: Child) {
+  last.proc.kill('SIGTERM');
+  await last.exited;
+  const applied = sim.appliedTransfers();
+  figure(`late apply (${label}): transfers applied, primary balance after each`, applied.map((t) => `${t.to}→${t.primaryBalanceAfter}`).join(' '));
+  expect(checkReferences(sim, transferPosts(sim), auditTransfers(stateDir)).problems).toEqual([]);
+  expect(checkReserve(sim, GROUP).problems, last.output().slice(-4000)).toEqual([]);
 }
 
 describe('a transfer Vonage applies after the answer deadline (late apply)', () => {
   it('one daemon, no crash: the transfer times out (HTTP_TIMEOUT 1 s), lands 3 s later; the primary must stay at or above its reserve', async () => {
-    const { sim, stateDir, env } = await setup('timeout');
+    const fleet = await setup('timeout');
+    const { sim, env } = fleet;
     sim.setFault({ kind: 'slow', endpoint: 'transfer', delayMs: 3000, count: 1 });
     const d = await spawnFleetDaemon(env);
     children.push(d);
     // Long enough for the slow transfer to land and for the daemon to settle it from the history.
     await until(() => sim.appliedTransfers().length >= 2 || !alive(d), 12_000, 50);
     await sleep(1500);
-    d.proc.kill('SIGTERM');
-    await d.exited;
-    const applied = sim.appliedTransfers();
-    figure('late apply (timeout): transfers applied, primary balance after each', applied.map((t) => `${t.to}→${t.primaryBalanceAfter}`).join(' '));
-    expect(checkReferences(sim, transferPosts(sim), auditTransfers(stateDir)).problems).toEqual([]);
-    expect(checkReserve(sim, GROUP).problems, d.output().slice(-4000)).toEqual([]);
+    await stopAndCheck('timeout', fleet, d);
   });
 
   it('kill -9 while the transfer is in flight: the restarted daemon must not spend the same reserve again', async () => {
-    const { sim, stateDir, env } = await setup('crash');
+    const fleet = await setup('crash');
+    const { sim, env } = fleet;
     // First start in an empty STATE_DIR: its ~2 s probation happens here, not in the race below.
     sim.setSubaccountBalance('sub-a', 100);
     sim.setSubaccountBalance('sub-b', 100);
@@ -88,11 +81,6 @@ describe('a transfer Vonage applies after the answer deadline (late apply)', () 
     children.push(b);
     await until(() => sim.appliedTransfers().length >= 2, 8000, 50);
     await sleep(1000);
-    b.proc.kill('SIGTERM');
-    await b.exited;
-    const applied = sim.appliedTransfers();
-    figure('late apply (crash): transfers applied, primary balance after each', applied.map((t) => `${t.to}→${t.primaryBalanceAfter}`).join(' '));
-    expect(checkReferences(sim, transferPosts(sim), auditTransfers(stateDir)).problems).toEqual([]);
-    expect(checkReserve(sim, GROUP).problems, b.output().slice(-4000)).toEqual([]);
+    await stopAndCheck('crash', fleet, b);
   });
 });

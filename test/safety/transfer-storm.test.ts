@@ -67,13 +67,10 @@
  * A known gap the storm does not provoke (T4): a transfer Vonage applies after the next list read;
  * see transfer-late-apply.test.ts.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startSimulator, type SimFault, type Simulator } from '../../src/simulator/simulator.js';
-import { API_KEY, CANARY_SECRET } from '../helpers/account.js';
-import { waitFor } from '../helpers/daemon.js';
-import { Outputs, alive, cleanupAfterAll, figure, percentile, prng, scratchDir, seedFor, sleep, until, whenStarted } from './helpers/crash-harness.js';
+import type { SimFault, Simulator } from '../../src/simulator/simulator.js';
+import { Outputs, alive, cleanupAfterAll, figure, percentile, prng, seedFor, sleep, until } from './helpers/crash-harness.js';
+import { killAtRandom, restartFigures, runStorm, runSurvivor, startupFigure, type Restart as StormRestart, type StormRun, type Victim } from './helpers/storm.js';
 import {
   DAY_MS,
   MAIN_UNDER_TEST,
@@ -86,11 +83,12 @@ import {
   checkSpacing,
   countedTransfer,
   fleetEnv,
+  fleetGroup,
   listCalls,
   mayHaveMoved,
   spawnFleetDaemon,
+  startFleet,
   transferPosts,
-  writeFleetFile,
   holdSubaccountsEmpty,
   type AuditedTransfer,
   type GroupSpec,
@@ -144,13 +142,7 @@ function dealer(rand: () => number): () => Kind {
 }
 const needsTransfer = (k: Kind) => k !== 'random' && k !== 'list_flaky';
 
-interface Restart {
-  kind: Kind;
-  /** The instant the kill was meant to hit happened (failpoint fired, answer held, history refused...). */
-  landed: boolean;
-  selfKilled: boolean;
-  spawnedAt: number;
-  startupMs: number | undefined;
+type Restart = StormRestart<Kind> & {
   firstListAt: number | undefined;
   /** The transfer whose outcome this process took to its grave (failpoint / held kinds). */
   worst?: { sub: string; at: number };
@@ -162,10 +154,9 @@ interface Restart {
   whileCapped: boolean;
   historyFailures: number;
   resolvedFromHistory: number;
-  sawCooldown: boolean;
   sawCap: boolean;
   ledgerProblem: boolean;
-}
+};
 
 interface StormOptions {
   label: string;
@@ -176,9 +167,7 @@ interface StormOptions {
   outputs: Outputs;
 }
 
-interface StormResult {
-  restarts: Restart[];
-  elapsedMs: number;
+interface StormResult extends StormRun<Restart> {
   sim: Simulator;
   stateDir: string;
   fleetFile: string;
@@ -207,191 +196,154 @@ const occurrences = (text: string, needle: string) => text.split(needle).length 
 
 async function storm(o: StormOptions): Promise<StormResult> {
   const g = o.group;
-  const dir = scratchDir(`transfer-storm-${o.label}-`);
-  const stateDir = join(dir, 'state');
-  mkdirSync(stateDir);
-  const sim = await startSimulator({
-    apiKey: API_KEY,
-    apiSecret: CANARY_SECRET,
-    balance: o.primaryBalance,
-    subaccounts: g.subs.map((s) => ({ apiKey: s.apiKey, balance: 0 })),
-    appliedTransfersLogPath: join(dir, 'applied-transfers.jsonl'),
-  });
-  sims.push(sim);
-  const fleetFile = writeFleetFile(dir, sim.url, g);
-  const env = fleetEnv(fleetFile, stateDir);
+  const { sim, stateDir, fleetFile, env } = await startFleet({ prefix: `transfer-storm-${o.label}-`, group: g, primaryBalance: o.primaryBalance, sims, appliedLog: true });
   const release = holdSubaccountsEmpty(sim, g.subs.map((s) => s.apiKey));
-  const restarts: Restart[] = [];
-  const started = Date.now();
   const applied = (requestId: string) => sim.appliedTransfers().some((t) => t.requestId === requestId);
 
-  const deal = dealer(o.rand);
-  let deferred: Kind | undefined;
-  for (let i = 0; i < o.restarts; i++) {
-    let kind = deferred ?? deal();
-    deferred = undefined;
-    const r1 = o.rand();
-    const r2 = o.rand();
-    const before = auditTransfers(stateDir);
-    const due = dueIn(g, before, sim.balance(), Date.now());
-    if (needsTransfer(kind) && due > 1000 && Number.isFinite(due)) {
-      deferred = kind;
-      kind = 'random';
-    }
-    const refs = appliedByRef(sim);
-    const inheritedUnsettled = before.filter((a) => unsettled(a) && a.to !== undefined);
-    sim.clearFaults();
-    const appliedBefore = sim.appliedTransfers().length;
-    const postsBefore = transferPosts(sim).length;
-    const newApplied = () => sim.appliedTransfers().slice(appliedBefore);
-    const extra: Record<string, string> = {};
-    if (kind === 'failpoint_after_transfer') extra.WATCHDOG_FAILPOINTS = 'after_transfer_recorded';
-    if (kind === 'failpoint_before_outcome') extra.WATCHDOG_FAILPOINTS = 'before_transfer_outcome_recorded';
-    if (kind === 'held_hang') sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'hang', count: 1 });
-    if (kind === 'held_slow') sim.setFault({ kind: 'slow', endpoint: 'transfer', delayMs: SLOW_HOLD_MS, count: 1 });
-    if (kind === 'lost_reset') sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'reset', count: 1 });
-    if (kind === 'lost_truncated') sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'truncated', count: 1 });
-    if (kind === 'history_down') {
-      const how: SimFault['kind'][] = ['server_error', 'rate_limit', 'garbage', 'reset'];
-      sim.setFault({ kind: how[Math.floor(r2 * how.length)]!, endpoint: 'list_transfers' });
-      sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'reset', count: 1 });
-    }
-    if (kind === 'list_flaky') {
-      const how: SimFault['kind'][] = ['server_error', 'reset', 'garbage', 'rate_limit'];
-      sim.setFault({ kind: how[Math.floor(r2 * how.length)]!, endpoint: 'list_subaccounts', count: 1 + Math.floor(r2 * 2) });
-    }
+  const run = await runStorm({
+    label: o.label,
+    restarts: o.restarts,
+    outputs: o.outputs,
+    children,
+    deal: dealer(o.rand),
+    needsMoney: needsTransfer,
+    whileNotDue: 'random',
+    dueIn: () => dueIn(g, auditTransfers(stateDir), sim.balance(), Date.now()),
+    spawn: (extra) => spawnFleetDaemon({ ...env, ...extra }),
+    settleMs: SLOW_HOLD_MS + 200,
+    plan: ({ index: i, kind, due }) => {
+      const r1 = o.rand();
+      const r2 = o.rand();
+      const before = auditTransfers(stateDir);
+      const refs = appliedByRef(sim);
+      const inheritedUnsettled = before.filter((a) => unsettled(a) && a.to !== undefined);
+      sim.clearFaults();
+      const appliedBefore = sim.appliedTransfers().length;
+      const postsBefore = transferPosts(sim).length;
+      const newApplied = () => sim.appliedTransfers().slice(appliedBefore);
+      const extra: Record<string, string> = {};
+      if (kind === 'failpoint_after_transfer') extra.WATCHDOG_FAILPOINTS = 'after_transfer_recorded';
+      if (kind === 'failpoint_before_outcome') extra.WATCHDOG_FAILPOINTS = 'before_transfer_outcome_recorded';
+      if (kind === 'held_hang') sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'hang', count: 1 });
+      if (kind === 'held_slow') sim.setFault({ kind: 'slow', endpoint: 'transfer', delayMs: SLOW_HOLD_MS, count: 1 });
+      if (kind === 'lost_reset') sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'reset', count: 1 });
+      if (kind === 'lost_truncated') sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'truncated', count: 1 });
+      if (kind === 'history_down') {
+        const how: SimFault['kind'][] = ['server_error', 'rate_limit', 'garbage', 'reset'];
+        sim.setFault({ kind: how[Math.floor(r2 * how.length)]!, endpoint: 'list_transfers' });
+        sim.setFault({ kind: 'lost_answer', endpoint: 'transfer', lostMode: 'reset', count: 1 });
+      }
+      if (kind === 'list_flaky') {
+        const how: SimFault['kind'][] = ['server_error', 'reset', 'garbage', 'rate_limit'];
+        sim.setFault({ kind: how[Math.floor(r2 * how.length)]!, endpoint: 'list_subaccounts', count: 1 + Math.floor(r2 * 2) });
+      }
+      // The first start in an empty STATE_DIR waits out the lock's probation (~2 s); later ones do not.
+      const startup = i === 0 ? 4000 : 1500;
+      const deadline = Number.isFinite(due) ? startup + due + 1500 : startup + 1000;
+      let worst: Restart['worst'];
+      const attemptOf = (reference: string) => auditTransfers(stateDir).find((a) => a.id === reference);
 
-    const child = await spawnFleetDaemon({ ...env, ...extra });
-    children.push(child);
-    const startedAt = whenStarted(child);
-    let weKilled = false;
-    const kill = () => {
-      if (alive(child)) {
-        weKilled = true;
-        child.proc.kill('SIGKILL');
-      }
-    };
-    // Stop waiting for a transfer once none can come: the daemon said a cap or the reserve holds,
-    // and the ledger agrees that they forbid every subaccount (read at most every 50 ms).
-    let cappedAt = 0;
-    let cappedNow = false;
-    const capped = () => {
-      if (!CAP_REASONS.some((c) => child.output().includes(c))) return false;
-      if (Date.now() - cappedAt >= 50) {
-        cappedAt = Date.now();
-        cappedNow = !Number.isFinite(dueIn(g, auditTransfers(stateDir), sim.balance(), Date.now()));
-      }
-      return cappedNow;
-    };
-    // The first start in an empty STATE_DIR waits out the lock's probation (~2 s); later ones do not.
-    const startup = i === 0 ? 4000 : 1500;
-    const deadline = Number.isFinite(due) ? startup + due + 1500 : startup + 1000;
-    let landed = false;
-    let worst: Restart['worst'];
-    const attemptOf = (reference: string) => auditTransfers(stateDir).find((a) => a.id === reference);
-
-    switch (kind) {
-      case 'failpoint_after_transfer':
-      case 'failpoint_before_outcome': {
-        await until(() => !alive(child) || capped(), deadline, 10);
-        if (alive(child) && capped()) await until(() => !alive(child), 300, 10); // a cycle deciding right now
-        kill();
-        landed = !weKilled;
-        const p = transferPosts(sim)[postsBefore];
-        if (landed && kind === 'failpoint_before_outcome' && p?.reference) worst = { sub: p.to, at: attemptOf(p.reference)?.at ?? p.at };
-        break;
-      }
-      case 'held_hang': {
-        // Applied, the answer held until HTTP_TIMEOUT: kill before the client gives up.
-        await until(() => newApplied().length > 0 || !alive(child) || capped(), deadline, 2);
-        const t = newApplied()[0];
-        landed = t !== undefined && alive(child);
-        kill();
-        if (landed && t) worst = { sub: t.to, at: attemptOf(t.reference)?.at ?? t.at };
-        break;
-      }
-      case 'held_slow': {
-        // The request has arrived; the simulator applies it after SLOW_HOLD_MS, whoever is left
-        // to read the answer. Kill at a random instant inside that window.
-        await until(() => child.output().includes('sending balance transfer') || !alive(child) || capped(), deadline, 5);
-        await until(() => transferPosts(sim).length > postsBefore || !alive(child), 500, 10);
-        const p = transferPosts(sim)[postsBefore];
-        if (p) {
-          await sleep(p.at + r1 * (SLOW_HOLD_MS - 200) - Date.now());
-          landed = alive(child) && !applied(p.requestId);
-          if (landed && p.reference) worst = { sub: p.to, at: attemptOf(p.reference)?.at ?? p.at };
+      const strike = async (v: Victim): Promise<boolean> => {
+        const { child, kill } = v;
+        // Stop waiting for a transfer once none can come: the daemon said a cap or the reserve holds,
+        // and the ledger agrees that they forbid every subaccount (read at most every 50 ms).
+        let cappedAt = 0;
+        let cappedNow = false;
+        const capped = () => {
+          if (!CAP_REASONS.some((c) => child.output().includes(c))) return false;
+          if (Date.now() - cappedAt >= 50) {
+            cappedAt = Date.now();
+            cappedNow = !Number.isFinite(dueIn(g, auditTransfers(stateDir), sim.balance(), Date.now()));
+          }
+          return cappedNow;
+        };
+        switch (kind) {
+          case 'failpoint_after_transfer':
+          case 'failpoint_before_outcome': {
+            await until(() => !alive(child) || capped(), deadline, 10);
+            if (alive(child) && capped()) await until(() => !alive(child), 300, 10); // a cycle deciding right now
+            kill();
+            const landed = v.diedAlone();
+            const p = transferPosts(sim)[postsBefore];
+            if (landed && kind === 'failpoint_before_outcome' && p?.reference) worst = { sub: p.to, at: attemptOf(p.reference)?.at ?? p.at };
+            return landed;
+          }
+          case 'held_hang': {
+            // Applied, the answer held until HTTP_TIMEOUT: kill before the client gives up.
+            await until(() => newApplied().length > 0 || !alive(child) || capped(), deadline, 2);
+            const t = newApplied()[0];
+            const landed = t !== undefined && alive(child);
+            kill();
+            if (landed && t) worst = { sub: t.to, at: attemptOf(t.reference)?.at ?? t.at };
+            return landed;
+          }
+          case 'held_slow': {
+            // The request has arrived; the simulator applies it after SLOW_HOLD_MS, whoever is left
+            // to read the answer. Kill at a random instant inside that window.
+            await until(() => child.output().includes('sending balance transfer') || !alive(child) || capped(), deadline, 5);
+            await until(() => transferPosts(sim).length > postsBefore || !alive(child), 500, 10);
+            const p = transferPosts(sim)[postsBefore];
+            let landed = false;
+            if (p) {
+              await sleep(p.at + r1 * (SLOW_HOLD_MS - 200) - Date.now());
+              landed = alive(child) && !applied(p.requestId);
+              if (landed && p.reference) worst = { sub: p.to, at: attemptOf(p.reference)?.at ?? p.at };
+            }
+            kill();
+            return landed;
+          }
+          case 'lost_reset':
+          case 'lost_truncated': {
+            // Applied, answer lost, the daemon lives: its next cycle must find it in the history.
+            const resolved = () => {
+              const t = newApplied()[0];
+              return t !== undefined && (attemptOf(t.reference)?.outcomes.includes('success/found_in_history') ?? false);
+            };
+            await until(() => resolved() || !alive(child) || capped(), deadline + 2000, 20);
+            const landed = resolved() && alive(child);
+            await sleep(r1 * 400);
+            kill();
+            return landed;
+          }
+          case 'history_down': {
+            // Applied, answer lost, and the history refuses: the unknown transfer must stay counted.
+            const held = () => {
+              const t = newApplied()[0];
+              if (!t) return false;
+              const a = attemptOf(t.reference);
+              return a?.outcome === 'unknown' && occurrences(child.output(), HISTORY_DOWN) >= 2;
+            };
+            await until(() => held() || !alive(child) || capped(), deadline + 2500, 20);
+            const landed = held() && alive(child);
+            await sleep(r1 * 300);
+            kill();
+            return landed;
+          }
+          case 'list_flaky':
+            return killAtRandom(v, r1, 2500);
+          case 'random':
+            return killAtRandom(v, r1);
         }
-        kill();
-        break;
-      }
-      case 'lost_reset':
-      case 'lost_truncated': {
-        // Applied, answer lost, the daemon lives: its next cycle must find it in the history.
-        const resolved = () => {
-          const t = newApplied()[0];
-          return t !== undefined && (attemptOf(t.reference)?.outcomes.includes('success/found_in_history') ?? false);
-        };
-        await until(() => resolved() || !alive(child) || capped(), deadline + 2000, 20);
-        landed = resolved() && alive(child);
-        await sleep(r1 * 400);
-        kill();
-        break;
-      }
-      case 'history_down': {
-        // Applied, answer lost, and the history refuses: the unknown transfer must stay counted.
-        const held = () => {
-          const t = newApplied()[0];
-          if (!t) return false;
-          const a = attemptOf(t.reference);
-          return a?.outcome === 'unknown' && occurrences(child.output(), HISTORY_DOWN) >= 2;
-        };
-        await until(() => held() || !alive(child) || capped(), deadline + 2500, 20);
-        landed = held() && alive(child);
-        await sleep(r1 * 300);
-        kill();
-        break;
-      }
-      case 'list_flaky': {
-        await sleep(r1 * 2500);
-        landed = alive(child);
-        kill();
-        break;
-      }
-      case 'random': {
-        // Anywhere from mid-startup through the first polls (and transfers, when one is due).
-        await sleep(r1 * 1800);
-        landed = alive(child);
-        kill();
-        break;
-      }
-    }
-    const exit = await child.exited;
-    expect(exit.signal, `${o.label} restart ${i} (${kind}) must die by SIGKILL, got ${JSON.stringify(exit)}\n${child.output().slice(-3000)}`).toBe('SIGKILL');
-    const out = child.output();
-    o.outputs.add(`${o.label} restart ${i} (${kind})`, out);
-    const seen = await startedAt;
-    restarts.push({
-      kind,
-      landed,
-      selfKilled: !weKilled,
-      spawnedAt: child.spawnedAt,
-      startupMs: seen === undefined ? undefined : seen - child.spawnedAt,
-      firstListAt: listCalls(sim).find((at) => at >= child.spawnedAt),
-      ...(worst ? { worst } : {}),
-      inheritedUnsettled: inheritedUnsettled.length,
-      inheritedUnsettledApplied: inheritedUnsettled.filter((a) => refs.has(a.id)).length,
-      whileCapped: !Number.isFinite(due),
-      historyFailures: occurrences(out, HISTORY_DOWN),
-      resolvedFromHistory: occurrences(out, FOUND_IN_HISTORY),
-      sawCooldown: out.includes('"reason":"cooldown"'),
-      sawCap: CAP_REASONS.some((c) => out.includes(c)),
-      ledgerProblem: out.includes('"reason":"ledger_unavailable"') || out.includes('could not record'),
-    });
-  }
-  // A slow transfer whose daemon is dead is still applied when its delay ends.
-  await sleep(SLOW_HOLD_MS + 200);
+      };
+      return {
+        env: extra,
+        strike,
+        record: (out, child) => ({
+          firstListAt: listCalls(sim).find((at) => at >= child.spawnedAt),
+          ...(worst ? { worst } : {}),
+          inheritedUnsettled: inheritedUnsettled.length,
+          inheritedUnsettledApplied: inheritedUnsettled.filter((a) => refs.has(a.id)).length,
+          whileCapped: !Number.isFinite(due),
+          historyFailures: occurrences(out, HISTORY_DOWN),
+          resolvedFromHistory: occurrences(out, FOUND_IN_HISTORY),
+          sawCap: CAP_REASONS.some((c) => out.includes(c)),
+          ledgerProblem: out.includes('"reason":"ledger_unavailable"') || out.includes('could not record'),
+        }),
+      };
+    },
+  });
   release();
-  return { restarts, elapsedMs: Date.now() - started, sim, stateDir, fleetFile };
+  return { ...run, sim, stateDir, fleetFile };
 }
 
 interface StatusRow {
@@ -409,18 +361,19 @@ async function survivor(r: StormResult, g: GroupSpec, outputs: Outputs, label: s
   r.sim.clearFaults();
   for (const s of g.subs) r.sim.setSubaccountBalance(s.apiKey, g.threshold + 100);
   const postsBefore = transferPosts(r.sim).length;
-  const child = await spawnFleetDaemon(fleetEnv(r.fleetFile, r.stateDir));
-  children.push(child);
-  await waitFor(async () => (await fetch(`${child.url}/readyz`).catch(() => undefined))?.status === 200, 15_000, child.output);
-  const applied = appliedByRef(r.sim);
-  const settled = await until(() => auditTransfers(r.stateDir).every((a) => !(applied.has(a.id) && unsettled(a))), 10_000, 100);
-  const status = (await (await fetch(`${child.url}/status`)).json()) as { accounts: StatusRow[] };
-  await outputs.addHttp(`${label} survivor`, child.url);
-  child.proc.kill('SIGTERM');
-  expect(await child.exited).toEqual({ code: 0, signal: null });
-  outputs.add(`${label} survivor logs`, child.output());
+  const s = await runSurvivor({
+    label,
+    outputs,
+    children,
+    spawn: () => spawnFleetDaemon(fleetEnv(r.fleetFile, r.stateDir)),
+    whileUp: () => {
+      const applied = appliedByRef(r.sim);
+      return until(() => auditTransfers(r.stateDir).every((a) => !(applied.has(a.id) && unsettled(a))), 10_000, 100);
+    },
+  });
   expect(transferPosts(r.sim).length, `${label}: the survivor sent a transfer`).toBe(postsBefore);
-  return { settled, rows: status.accounts.filter((a) => a.primary !== null && a.primary !== undefined), output: child.output() };
+  const { accounts } = s.status as { accounts: StatusRow[] };
+  return { settled: s.during, rows: accounts.filter((a) => a.primary !== null && a.primary !== undefined), output: s.output };
 }
 
 /** T1–T4 and T6 over the ground truth and the ledger; every violation listed at once. */
@@ -451,16 +404,12 @@ function verify(r: StormResult, g: GroupSpec, label: string) {
 }
 
 function summarize(label: string, r: StormResult, g: GroupSpec) {
-  const by = (k: Kind) => r.restarts.filter((x) => x.kind === k);
-  const startups = r.restarts.map((x) => x.startupMs).filter((x): x is number => x !== undefined);
-  figure(`${label} restarts (kill -9)`, r.restarts.length);
-  for (const k of KINDS) figure(`${label} restarts ${k} (landed / total)`, `${by(k).filter((x) => x.landed).length} / ${by(k).length}`);
-  figure(`${label} restarts that polled inside a cooldown`, r.restarts.filter((x) => x.sawCooldown).length);
+  restartFigures(label, r.restarts, KINDS);
   figure(`${label} restarts begun with caps or reserve forbidding every transfer`, r.restarts.filter((x) => x.whileCapped).length);
   figure(`${label} restarts that saw daily_cap / transfer_cap / primary_reserve`, r.restarts.filter((x) => x.sawCap).length);
   figure(`${label} restarts that inherited an unsettled attempt / an applied one of unknown outcome`, `${r.restarts.filter((x) => x.inheritedUnsettled > 0).length} / ${r.restarts.filter((x) => x.inheritedUnsettledApplied > 0).length}`);
   figure(`${label} history refusals logged / transfers settled from the history (log lines)`, `${r.restarts.reduce((n, x) => n + x.historyFailures, 0)} / ${r.restarts.reduce((n, x) => n + x.resolvedFromHistory, 0)}`);
-  figure(`${label} node startup to "watchdog started" (ms) median / p95 / max`, `${percentile(startups, 50)} / ${percentile(startups, 95)} / ${Math.max(...startups)}`);
+  startupFigure(label, r.restarts);
   // Detection power: after a kill that took a transfer's outcome with it, how soon the successor
   // read the list (its first chance to resend), against that subaccount's cooldown.
   const power = detection(r, g);
@@ -488,29 +437,29 @@ function detection(r: StormResult, g: GroupSpec) {
 
 const landed = (r: StormResult, k: Kind) => r.restarts.filter((x) => x.kind === k && x.landed).length;
 
+/** A storm, its figures, the survivor, then T1–T4 and T6 and a settled ledger: what every storm test holds to. */
+async function auditedStorm(o: StormOptions) {
+  const r = await storm(o);
+  const power = summarize(o.label, r, o.group);
+  const s = await survivor(r, o.group, o.outputs, o.label);
+  const checked = verify(r, o.group, o.label);
+  expect(s.settled, 'the survivor settles every applied transfer from the history').toBe(true);
+  o.outputs.addStateDir(`${o.label} STATE_DIR`, r.stateDir);
+  return { r, power, s, ...checked };
+}
+
 describe('kill -9 storm over balance transfers (fleet: a primary and its subaccounts)', () => {
   const outputs = new Outputs();
   if (process.env.TRANSFER_STORM_MAIN) figure('DAEMON UNDER TEST IS NOT dist/main.js', MAIN_UNDER_TEST);
 
   it('60+ kill -9 restarts at random and worst instants, lost answers, history down: never a duplicate transfer', async () => {
     const seed = seedFor('transfer storm');
-    const group: GroupSpec = {
-      subs: [
-        { apiKey: 'sub-a', cooldownMs: 3000, maxPerDay: 1000 },
-        { apiKey: 'sub-b', cooldownMs: 4000, maxPerDay: 1000 },
-        { apiKey: 'sub-c', cooldownMs: 5000, maxPerDay: 1000 },
-      ],
-      threshold: 10,
-      transferAmount: 5,
-      primaryReserve: 50,
-      maxTransferredPerDay: 100_000,
-      primaryThreshold: 10,
-    };
-    const r = await storm({ label: 'storm', restarts: 64, group, primaryBalance: 100_000, rand: prng(seed), outputs });
-    const power = summarize('storm', r, group);
-    const s = await survivor(r, group, outputs, 'storm');
-    const { applied, attempts, never } = verify(r, group, 'storm');
-    expect(s.settled, 'the survivor settles every applied transfer from the history').toBe(true);
+    const group = fleetGroup([
+      { apiKey: 'sub-a', cooldownMs: 3000, maxPerDay: 1000 },
+      { apiKey: 'sub-b', cooldownMs: 4000, maxPerDay: 1000 },
+      { apiKey: 'sub-c', cooldownMs: 5000, maxPerDay: 1000 },
+    ]);
+    const { r, power, s, applied, attempts, never } = await auditedStorm({ label: 'storm', restarts: 64, group, primaryBalance: 100_000, rand: prng(seed), outputs });
 
     // T5: the storm moved money, and really hit what it claims to.
     const killedAfterApply = landed(r, 'failpoint_before_outcome') + landed(r, 'held_hang') + landed(r, 'held_slow') + landed(r, 'lost_reset') + landed(r, 'lost_truncated') + landed(r, 'history_down');
@@ -536,62 +485,38 @@ describe('kill -9 storm over balance transfers (fleet: a primary and its subacco
       const row = s.rows.find((x) => x.account === sub.apiKey);
       expect(row?.transfersLast24h, `/status transfersLast24h of ${sub.apiKey}`).toBe(attempts.filter((a) => a.to === sub.apiKey && countedTransfer(a)).length);
     }
-    outputs.addStateDir('storm STATE_DIR', r.stateDir);
   });
 
   it('a cap storm (maxTransferredPerDay 30 EUR, one subaccount at maxPerDay 1): the caps bind and hold across restarts', async () => {
     const seed = seedFor('transfer cap storm') + 1;
-    const group: GroupSpec = {
-      subs: [
+    const group = fleetGroup(
+      [
         // sub-b and sub-c are held by the EUR cap alone, so an applied transfer that the ledger
         // wrongly frees from it shows as EUR over the cap.
         { apiKey: 'sub-a', cooldownMs: 1000, maxPerDay: 1 },
         { apiKey: 'sub-b', cooldownMs: 1000, maxPerDay: 1000 },
         { apiKey: 'sub-c', cooldownMs: 1000, maxPerDay: 1000 },
       ],
-      threshold: 10,
-      transferAmount: 5,
-      primaryReserve: 50,
-      maxTransferredPerDay: 30,
-      primaryThreshold: 10,
-    };
-    const r = await storm({ label: 'cap-storm', restarts: 16, group, primaryBalance: 100_000, rand: prng(seed), outputs });
-    summarize('cap-storm', r, group);
-    const s = await survivor(r, group, outputs, 'cap-storm');
-    const { attempts, applied } = verify(r, group, 'cap-storm');
-    expect(s.settled).toBe(true);
+      { maxTransferredPerDay: 30 },
+    );
+    const { r, attempts, applied } = await auditedStorm({ label: 'cap-storm', restarts: 16, group, primaryBalance: 100_000, rand: prng(seed), outputs });
     const ledgerEur = attempts.filter(mayHaveMoved).reduce((n, a) => n + (a.amount ?? a.requested ?? 0), 0);
     expect(ledgerEur, 'the EUR cap was reached (in what may have moved)').toBe(30);
     expect(applied.reduce((n, t) => n + t.amount, 0)).toBeLessThanOrEqual(30);
     expect(applied.length).toBeGreaterThanOrEqual(1);
     expect(attempts.filter((a) => a.to === 'sub-a' && countedTransfer(a)).length, 'sub-a got its one transfer a day').toBe(1);
     expect(r.restarts.filter((x) => x.sawCap).length).toBeGreaterThanOrEqual(5);
-    outputs.addStateDir('cap-storm STATE_DIR', r.stateDir);
   });
 
   it('a reserve storm (room for two transfers of three above primaryReserve): the primary never goes below it', async () => {
     const seed = seedFor('transfer reserve storm') + 2;
-    const group: GroupSpec = {
-      subs: [
-        { apiKey: 'sub-a', cooldownMs: 1000, maxPerDay: 1000 },
-        { apiKey: 'sub-b', cooldownMs: 1000, maxPerDay: 1000 },
-        { apiKey: 'sub-c', cooldownMs: 1000, maxPerDay: 1000 },
-      ],
-      threshold: 10,
-      transferAmount: 5,
-      primaryReserve: 50,
-      maxTransferredPerDay: 100_000,
-      primaryThreshold: 10,
-    };
-    const r = await storm({ label: 'reserve-storm', restarts: 12, group, primaryBalance: 62, rand: prng(seed), outputs });
-    summarize('reserve-storm', r, group);
-    const s = await survivor(r, group, outputs, 'reserve-storm');
-    const { applied } = verify(r, group, 'reserve-storm');
-    expect(s.settled).toBe(true);
+    // 62 EUR over a reserve of 50 at 5 EUR a transfer: room for two.
+    const subs = ['sub-a', 'sub-b', 'sub-c'].map((apiKey) => ({ apiKey, cooldownMs: 1000, maxPerDay: 1000 }));
+    const group = fleetGroup(subs, { transferAmount: 5, primaryReserve: 50 });
+    const { r, applied } = await auditedStorm({ label: 'reserve-storm', restarts: 12, group, primaryBalance: 62, rand: prng(seed), outputs });
     expect(applied.length).toBeGreaterThanOrEqual(1);
     expect(applied.length).toBeLessThanOrEqual(2);
     expect(r.restarts.filter((x) => x.sawCap).length).toBeGreaterThanOrEqual(4);
-    outputs.addStateDir('reserve-storm STATE_DIR', r.stateDir);
   });
 
   it('the canary secret appears in no output of the storms', () => {

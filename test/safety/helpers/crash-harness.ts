@@ -15,6 +15,8 @@ import { freePort, run, type Child } from '../../helpers/daemon.js';
 /** The account label every child daemon runs with (baseEnv sets VONAGE_ACCOUNT_NAME=e2e). */
 export const ACCOUNT = 'e2e';
 
+export const DAY_MS = 86_400_000;
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 /** mulberry32: small, fast, good enough to make random instants reproducible from a seed. */
@@ -97,12 +99,17 @@ export function ledgerPath(stateDir: string): string {
   return join(stateDir, ledgerFileName(ACCOUNT));
 }
 
-export function ledgerText(stateDir: string): string {
+/** A file the daemon (or the simulator) may not have written yet reads as empty. */
+export function readTextOrEmpty(path: string): string {
   try {
-    return readFileSync(ledgerPath(stateDir), 'utf8');
+    return readFileSync(path, 'utf8');
   } catch {
     return '';
   }
+}
+
+export function ledgerText(stateDir: string): string {
+  return readTextOrEmpty(ledgerPath(stateDir));
 }
 
 /** Complete lines only (a torn last line has no newline yet). Throws on a line that is not JSON. */

@@ -8,15 +8,15 @@
  * storm prints every broken rule at once, with the subaccount, the times and the references.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ledgerFileName } from '../../../src/ledger/file-ledger.js';
-import type { AppliedTransfer, Simulator, SimRequestRecord } from '../../../src/simulator/simulator.js';
+import { startSimulator, type AppliedTransfer, type Simulator, type SimRequestRecord } from '../../../src/simulator/simulator.js';
 import { API_KEY, CANARY_SECRET } from '../../helpers/account.js';
-import { MAIN, freePort, type Child } from '../../helpers/daemon.js';
-import { ACCOUNT, childDir, maxInWindow } from './crash-harness.js';
+import { MAIN, baseEnv, freePort, type Child } from '../../helpers/daemon.js';
+import { ACCOUNT, DAY_MS, childDir, maxInWindow, readTextOrEmpty, scratchDir } from './crash-harness.js';
 
-export const DAY_MS = 86_400_000;
+export { DAY_MS };
 export const PRIMARY_KEY = API_KEY;
 
 /**
@@ -41,6 +41,15 @@ export interface GroupSpec {
   maxTransferredPerDay: number;
   /** The primary's own top-up threshold (it has no trx: it never tops up by card). */
   primaryThreshold: number;
+}
+
+/**
+ * The group every transfer test starts from: subaccounts refilled below 10 EUR by 5 EUR transfers,
+ * a primary reserve of 50 EUR, an EUR cap out of reach. A test states its subaccounts and whatever
+ * its argument rests on.
+ */
+export function fleetGroup(subs: SubSpec[], limits: Partial<Omit<GroupSpec, 'subs'>> = {}): GroupSpec {
+  return { subs, threshold: 10, transferAmount: 5, primaryReserve: 50, maxTransferredPerDay: 100_000, primaryThreshold: 10, ...limits };
 }
 
 const duration = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
@@ -75,17 +84,22 @@ export function fleetYaml(simUrl: string, g: GroupSpec): string {
   ].join('\n');
 }
 
-/** The environment of a fleet daemon: ACCOUNTS_FILE and the process-wide settings, nothing per account. */
+/** What every child daemon of the tests runs with (baseEnv) that is not about one account. */
+const PROCESS_WIDE = ['PATH', 'POLL_SCHEDULE', 'METRICS_HOST', 'LOG_LEVEL'] as const;
+
+/**
+ * The environment of a fleet daemon: ACCOUNTS_FILE and the process-wide settings, nothing per
+ * account (the VONAGE_* of baseEnv would make it a single-account daemon).
+ */
 export function fleetEnv(fleetFile: string, stateDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  const base = baseEnv('');
   return {
-    PATH: process.env.PATH ?? '',
+    ...Object.fromEntries(PROCESS_WIDE.map((k) => [k, base[k] ?? ''])),
     ACCOUNTS_FILE: fleetFile,
     STORM_PRIMARY_SECRET: CANARY_SECRET,
     STATE_DIR: stateDir,
-    POLL_SCHEDULE: '* * * * * *',
+    // Pinned, not inherited: the storm's held-answer kills and the late-apply timeout are timed against it.
     HTTP_TIMEOUT: '1s',
-    METRICS_HOST: '127.0.0.1',
-    LOG_LEVEL: 'debug',
     ...extra,
   };
 }
@@ -94,6 +108,35 @@ export function writeFleetFile(dir: string, simUrl: string, g: GroupSpec): strin
   const path = join(dir, 'fleet.yml');
   writeFileSync(path, fleetYaml(simUrl, g));
   return path;
+}
+
+export interface Fleet {
+  sim: Simulator;
+  stateDir: string;
+  fleetFile: string;
+  /** fleetEnv for this fleet file and STATE_DIR. */
+  env: Record<string, string>;
+}
+
+/**
+ * A simulator holding the group's primary at `primaryBalance` and its subaccounts at 0 EUR, the
+ * fleet file pointing at it, and an empty STATE_DIR. `appliedLog` also keeps the simulator's
+ * crash-proof log of applied transfers in the scratch directory.
+ */
+export async function startFleet(o: { prefix: string; group: GroupSpec; primaryBalance: number; sims: Simulator[]; appliedLog?: boolean }): Promise<Fleet> {
+  const dir = scratchDir(o.prefix);
+  const stateDir = join(dir, 'state');
+  mkdirSync(stateDir);
+  const sim = await startSimulator({
+    apiKey: PRIMARY_KEY,
+    apiSecret: CANARY_SECRET,
+    balance: o.primaryBalance,
+    subaccounts: o.group.subs.map((s) => ({ apiKey: s.apiKey, balance: 0 })),
+    ...(o.appliedLog ? { appliedTransfersLogPath: join(dir, 'applied-transfers.jsonl') } : {}),
+  });
+  o.sims.push(sim);
+  const fleetFile = writeFleetFile(dir, sim.url, o.group);
+  return { sim, stateDir, fleetFile, env: fleetEnv(fleetFile, stateDir) };
 }
 
 /** Spawns the daemon under test on a free port; returns at once (no readiness wait). */
@@ -137,17 +180,9 @@ export function transferLedgerPath(stateDir: string): string {
   return join(stateDir, ledgerFileName(ACCOUNT, 'transfers'));
 }
 
-function readText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 /** Complete lines only (a torn last line has no newline yet). Throws on a line that is not JSON. */
 export function auditTransfers(stateDir: string): AuditedTransfer[] {
-  const text = readText(transferLedgerPath(stateDir));
+  const text = readTextOrEmpty(transferLedgerPath(stateDir));
   const byId = new Map<string, AuditedTransfer>();
   text
     .split('\n')
