@@ -150,6 +150,40 @@ describe('claimMany: a primary\'s transfers, decided and recorded in one step', 
     expect(a?.to).toBeUndefined();
   });
 
+  it('two accounts that swap names keep their own attempts: a cooldown follows the API key, not the file name', () => {
+    const dir = tempDir();
+    for (const kind of ['topups', 'transfers'] as const) {
+      const a = open(dir, 'A', () => T0, { apiKey: 'kA', kind });
+      a.recordAttempt(4, 10);
+      a.close();
+      open(dir, 'B', () => T0, { apiKey: 'kB', kind }).close();
+      // The swap: the account charged through kA is now called B, and kB's is called A.
+      const nowB = open(dir, 'B', () => T0 + 1000, { apiKey: 'kA', kind });
+      const nowA = open(dir, 'A', () => T0 + 1000, { apiKey: 'kB', kind });
+      expect(nowB.view().attempts).toHaveLength(1);
+      expect(nowA.view().attempts).toHaveLength(0);
+      nowB.close();
+      nowA.close();
+    }
+  });
+
+  it('an account renamed and renamed back keeps what it did under the other name', () => {
+    const dir = tempDir();
+    const first = open(dir, 'A', () => T0, { apiKey: 'kA' });
+    const one = first.recordAttempt(4, 10);
+    first.close();
+    const renamed = open(dir, 'A2', () => T0 + 3_600_000, { apiKey: 'kA' });
+    expect(renamed.view().attempts.map((a) => a.id)).toEqual([one.id]);
+    const two = renamed.recordAttempt(4, 10);
+    renamed.close();
+    const back = open(dir, 'A', () => T0 + 3_601_000, { apiKey: 'kA' });
+    expect(back.view().attempts.map((a) => a.id)).toEqual([one.id, two.id]);
+    // Opened again (a restart): nothing imported twice.
+    back.close();
+    const again = open(dir, 'A', () => T0 + 3_602_000, { apiKey: 'kA' });
+    expect(again.view().attempts.map((a) => a.id)).toEqual([one.id, two.id]);
+  });
+
   it('a renamed primary keeps its transfers (the API key fingerprint), and top-up files are not mixed in', () => {
     const dir = tempDir();
     const first = open(dir, 'old-name', () => T0, { kind: 'transfers', apiKey: 'pkey' });

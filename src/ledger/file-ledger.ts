@@ -30,11 +30,13 @@ import {
   linkSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   renameSync,
   statfsSync,
   statSync,
   unlinkSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -260,7 +262,10 @@ export class FileLedger implements Ledger {
   }
 
   view(): LedgerView {
-    this.sorted ??= this.fold.attempts(this.now());
+    // Attempts made for another API key (the file's name was another account's: a swap of two
+    // names, a name reused) are that account's, kept in the file and left out of every decision
+    // here. An attempt without a fingerprint (older versions, a torn record) cannot be placed and counts.
+    this.sorted ??= this.fold.attempts(this.now()).filter((a) => this.keyId === undefined || a.key === undefined || a.key === this.keyId);
     return { writable: this.problem === undefined && this.fd !== undefined, problem: this.problem, attempts: this.sorted };
   }
 
@@ -706,7 +711,10 @@ export class FileLedger implements Ledger {
     if (loaded.torn) this.options.onEvent?.({ kind: 'torn_tail' });
     const { fold } = loaded;
     const onDisk = new Map(fold.attempts(loaded.mtime).map((a) => [a.id, { outcome: a.outcome, confirmed: a.confirmedAt !== undefined }]));
-    const imported = onDisk.size === 0 && remembered.length === 0 ? this.importRenamed() : [];
+    // A new file: any sibling may hold this key's attempts (a rename, an upgrade). An existing one:
+    // the file this key last wrote to, when it is another (a rename back, a swap of two names).
+    const last = this.lastFileOfKey();
+    const imported = onDisk.size === 0 && remembered.length === 0 ? this.importRenamed() : last !== undefined ? this.importRenamed([last], onDisk) : [];
     // What memory knows first (an outcome the file missed), then what is still open is unknown.
     fold.absorb([...remembered, ...imported]);
     for (const a of fold.attempts(loaded.mtime)) settleInterrupted(a);
@@ -722,6 +730,7 @@ export class FileLedger implements Ledger {
     try {
       syncDir(this.dir);
       this.restore([...remembered, ...imported], onDisk, why);
+      this.pointKeyHere();
       this.maybeCompact();
     } catch (err) {
       this.problem = err instanceof LedgerWriteError ? err.message : `cannot write ${this.file}: ${errorCode(err)}`;
@@ -733,12 +742,12 @@ export class FileLedger implements Ledger {
    * earlier name (its other ledger files in STATE_DIR) still count. Before fingerprints, a record
    * named only its account, and the default account name is the API key itself.
    */
-  private importRenamed(): KnownAttempt[] {
+  private importRenamed(only?: readonly string[], have?: ReadonlyMap<string, unknown>): KnownAttempt[] {
     if (this.keyId === undefined || this.options.apiKey === undefined) return [];
     const own = ledgerFileName(this.account, this.kind);
     let names: string[];
     try {
-      names = readdirSync(this.dir).filter((f) => f.startsWith(`${this.kind}-`) && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
+      names = only !== undefined ? only.filter((f) => f !== own) : readdirSync(this.dir).filter((f) => f.startsWith(`${this.kind}-`) && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
     } catch {
       return [];
     }
@@ -751,7 +760,9 @@ export class FileLedger implements Ledger {
         if ('problem' in loaded) continue;
         // Before fingerprints a record named only its account: the API key (the default name), or this
         // very name under the file name earlier versions gave it (legacyLedgerFileName).
-        const mine = loaded.fold.attempts(loaded.mtime).filter((a) => a.key === this.keyId || (a.key === undefined && (a.account === this.options.apiKey || a.account === this.account)));
+        const mine = loaded.fold
+          .attempts(loaded.mtime)
+          .filter((a) => (a.key === this.keyId || (a.key === undefined && (a.account === this.options.apiKey || a.account === this.account))) && !have?.has(a.id));
         if (mine.length === 0) continue;
         for (const a of mine) settleInterrupted(a);
         found.push(...mine);
@@ -763,6 +774,49 @@ export class FileLedger implements Ledger {
       }
     }
     return found;
+  }
+
+  /**
+   * STATE_DIR/ledger-key-<kind>-<fingerprint>: the ledger file this API key last wrote to. A file
+   * that already has attempts is not searched for renames (every open would read every sibling),
+   * so without this a key renamed to A2 and back to A would reopen A and miss what it did as A2.
+   */
+  private get keyPointer(): string | undefined {
+    return this.keyId === undefined ? undefined : join(this.dir, `ledger-key-${this.kind}-${this.keyId}`);
+  }
+
+  /** The other file this key wrote to last, if any and if it still exists. */
+  private lastFileOfKey(): string | undefined {
+    const pointer = this.keyPointer;
+    if (pointer === undefined) return undefined;
+    try {
+      const name = readFileSync(pointer, 'utf8').trim();
+      const own = ledgerFileName(this.account, this.kind);
+      // Only a ledger file name of this kind, in this directory: the pointer is data, not a path.
+      if (name === own || !name.startsWith(`${this.kind}-`) || !name.endsWith('.jsonl') || name.includes('/') || name.includes('\0')) return undefined;
+      return name;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Points this key at this file (atomically: a torn pointer must not name half a file). */
+  private pointKeyHere(): void {
+    const pointer = this.keyPointer;
+    if (pointer === undefined) return;
+    const own = ledgerFileName(this.account, this.kind);
+    try {
+      if (readFileSync(pointer, 'utf8').trim() === own) return;
+    } catch {
+      // none yet
+    }
+    const tmp = `${pointer}.tmp`;
+    try {
+      writeFileSync(tmp, `${own}\n`, { mode: 0o600 });
+      renameSync(tmp, pointer);
+    } catch {
+      // Best effort: without it a later rename back imports less, as before pointers existed.
+    }
   }
 
   /** The records that would bring a file holding `onDisk` up to what `remembered` knows. */
