@@ -15,6 +15,7 @@ import { createSubaccountsClient } from './vonage/subaccounts-client.js';
 import { createHttpServer, type Probe } from './observe/http-server.js';
 import { FileLedger, type LedgerEvent } from './ledger/file-ledger.js';
 import type { Ledger } from './ledger/ledger.js';
+import type { Attempt } from './refill/topup-policy.js';
 import { addLogSecrets, createLogger, type Logger } from './observe/log.js';
 import { addAccount, createMetrics, removeAccount, type Metrics } from './observe/metrics.js';
 import { createScheduler, type Scheduler } from './cycle/scheduler.js';
@@ -191,13 +192,24 @@ export async function replaceAccounts(parts: Parts, accounts: readonly AccountCo
   const removed = [...before.keys()].filter((n) => !accounts.some((a) => a.name === n));
   // Wait for the cycle in flight, then close what goes before opening what comes: one file ledger per file.
   await parts.fleet.idle();
+  // Monotonic stamps are memory only: what the closed ledgers held goes to the ones opened for
+  // the same attempts (a changed account, a renamed one), by attempt id.
+  const stamps = { topups: [] as Attempt[], transfers: [] as Attempt[] };
   for (const name of [...removed, ...changed]) {
     const u = before.get(name)!;
+    stamps.topups.push(...u.ledger.view().attempts);
+    stamps.transfers.push(...(u.group?.ledger.view().attempts ?? []));
     closeUnit(u);
     u.group?.observer.forget();
     removeAccount(parts.metrics, name);
   }
-  const units = accounts.map((a) => (keep.has(a.name) ? before.get(a.name)! : parts.buildUnit(a)));
+  const units = accounts.map((a) => {
+    if (keep.has(a.name)) return before.get(a.name)!;
+    const u = parts.buildUnit(a);
+    u.ledger.adoptMonotonic(stamps.topups);
+    u.group?.ledger.adoptMonotonic(stamps.transfers);
+    return u;
+  });
   await parts.fleet.replace(units);
   return { added, removed, changed };
 }

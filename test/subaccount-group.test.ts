@@ -60,7 +60,7 @@ function configOf(accounts: AccountConfig[], stateDir: string): Config {
 interface World {
   sim: Simulator;
   parts: Parts;
-  clock: { now: number };
+  clock: { now: number; mono?: number };
   logs: string[];
   stateDir: string;
   restart(accounts?: AccountConfig[]): Promise<void>;
@@ -69,7 +69,8 @@ interface World {
 }
 
 async function world(subs: SimSubaccountInit[], opts: { primaryBalance?: number; account?: Partial<AccountConfig>; group?: Partial<SubaccountsConfig>; vonageClockOffsetMs?: number } = {}): Promise<World> {
-  const clock = { now: Date.UTC(2026, 11, 2, 12) };
+  // mono, when set, is the monotonic clock apart from the wall clock (a clock step); else both are now.
+  const clock: { now: number; mono?: number } = { now: Date.UTC(2026, 11, 2, 12) };
   const sim = await startSimulator({ apiKey: 'canary-key', apiSecret: 'CANARY-s3cr3t/+=%&x9', trx: '8ef2447e69604f642ae59363aa5f781b', balance: opts.primaryBalance ?? 500, topUpAmount: 100, subaccounts: subs, now: () => clock.now + (opts.vonageClockOffsetMs ?? 0) });
   sims.push(sim);
   const stateDir = mkdtempSync(join(tmpdir(), 'subgroup-'));
@@ -89,7 +90,7 @@ async function world(subs: SimSubaccountInit[], opts: { primaryBalance?: number;
         w.parts.closeLedgers();
         partsList.splice(partsList.indexOf(w.parts), 1);
       }
-      w.parts = buildParts(configOf(accounts, stateDir), { logDestination: sink, now: () => clock.now, monoNow: () => clock.now, sleep: async () => {} });
+      w.parts = buildParts(configOf(accounts, stateDir), { logDestination: sink, now: () => clock.now, monoNow: () => clock.mono ?? clock.now, sleep: async () => {} });
       partsList.push(w.parts);
       await settleLedgers(w.parts);
     },
@@ -354,6 +355,27 @@ describe('subaccount group: one primary, its subaccounts, balance transfers', ()
     w.clock.now += MIN;
     await w.cycle();
     expect(w.sim.requests().filter((x) => x.endpoint === 'transfer')).toHaveLength(1);
+  });
+
+  it('a reload that rebuilds an account keeps its monotonic stamps: a forward clock step right after it does not end the cooldown', async () => {
+    const w = await world([{ apiKey: 'a', balance: 1 }], { primaryBalance: 40 });
+    w.clock.mono = 1_000_000;
+    await w.cycle();
+    expect(w.sim.appliedTopUps()).toHaveLength(1);
+    const transfersBefore = w.sim.appliedTransfers().length;
+    // A changed threshold rebuilds the account's parts (its ledgers reopened).
+    const changed = primaryAccount(w.sim, { threshold: 60 });
+    expect(await replaceAccounts(w.parts, [changed])).toMatchObject({ changed: ['eu-prod'] });
+    w.sim.setBalance(10);
+    w.sim.setSubaccountBalance('a', 1);
+    // The wall clock jumps 20 minutes (past the 15-minute cooldowns); only 1 s really passed.
+    w.clock.now += 20 * MIN;
+    w.clock.mono += 1000;
+    await w.cycle();
+    expect(w.sim.appliedTopUps()).toHaveLength(1);
+    expect(w.sim.appliedTransfers()).toHaveLength(transfersBefore);
+    const m = await w.parts.metrics.registry.metrics();
+    expect(m).toContain('vonage_topups_skipped_total{account="eu-prod",reason="cooldown"} 1');
   });
 
   it('a reload adds and removes accounts: series of the new ones exist at 0, those of the removed ones are deleted, ledgers stay', async () => {

@@ -274,6 +274,20 @@ export class FileLedger implements Ledger {
   }
 
   /**
+   * Takes over the monotonic stamps another ledger object of this process held for the same
+   * attempts (a reload rebuilds an account's parts): they are memory only, and without them a
+   * forward wall-clock step right after a reload could end a cooldown early.
+   */
+  adoptMonotonic(attempts: readonly Attempt[]): void {
+    for (const a of attempts) {
+      if (a.mono === undefined) continue;
+      const mine = this.fold.get(a.id);
+      if (mine !== undefined && mine.mono === undefined) mine.mono = a.mono;
+    }
+    this.sorted = undefined;
+  }
+
+  /**
    * Called at the start of every cycle: re-checks that the lock and the file on disk are the ones
    * held open, and tries again to open an unwritable ledger (the volume may have come back).
    */

@@ -27,5 +27,7 @@ export interface Ledger {
   claimMany<D>(plan: (view: LedgerView, now: number) => { result: D; attempts: readonly PlannedAttempt[] }, monoNow?: number): { result: D; attempts: Attempt[]; problem?: string };
   recordOutcome(attempt: Attempt, outcome: FinalOutcome, reason?: string): void;
   recordConfirmed(attempt: Attempt, balance: number, amount?: number): void;
+  /** The monotonic stamps of attempts another ledger object of this process held (a reload). */
+  adoptMonotonic(attempts: readonly Attempt[]): void;
   close(): void;
 }

@@ -248,6 +248,9 @@ export class AttemptFold {
         if (o.confirmedBalance !== undefined) mine.confirmedBalance = o.confirmedBalance;
       }
       if (mine.amount === undefined && o.amount !== undefined) mine.amount = o.amount;
+      // The monotonic stamp lives in memory only: a record read back from disk never has it, and
+      // without it a forward wall-clock step could end a cooldown early.
+      if (mine.mono === undefined && o.mono !== undefined) mine.mono = o.mono;
     }
   }
 
