@@ -3,12 +3,14 @@
  * (and find what earlier versions wrote under the old name), and claimMany(), the atomic step that
  * decides a primary's balance transfers and records every one before any is sent.
  */
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileLedger, legacyLedgerFileName, ledgerFileName, type LedgerEvent } from '../src/ledger/file-ledger.js';
 import { encodeRecord, parseLedger } from '../src/ledger/records.js';
+import type { PolicySettings, Reading } from '../src/refill/topup-policy.js';
 
 const dirs: string[] = [];
 const opened: { close(): void }[] = [];
@@ -182,6 +184,68 @@ describe('claimMany: a primary\'s transfers, decided and recorded in one step', 
     back.close();
     const again = open(dir, 'A', () => T0 + 3_602_000, { apiKey: 'kA' });
     expect(again.view().attempts.map((a) => a.id)).toEqual([one.id, two.id]);
+  });
+
+  const MIN = 60_000;
+  const hourCooldown: PolicySettings = { threshold: 10, cooldownMs: 60 * MIN, maxPerDay: 5, topupEnabled: true, dryRun: false, maxReadingAgeMs: MIN };
+  const low = (at: number): Reading => ({ value: 4, autoReload: true, at });
+  /** A has history (not a new file), then the key charges as A2: the setting of a rename back. */
+  function chargedAsA2(dir: string) {
+    const a = open(dir, 'A', () => T0 - 3 * 86_400_000, { apiKey: 'k1' });
+    a.recordAttempt(4, 10);
+    a.close();
+    const a2 = open(dir, 'A2', () => T0, { apiKey: 'k1' });
+    const c = a2.claim(low(T0), hourCooldown);
+    expect(c.decision.action).toBe('topup');
+    a2.recordOutcome(c.attempt!, 'success');
+    a2.close();
+  }
+
+  it('a rename back to a file that already has attempts still finds the charge made under the other name: no second one in the cooldown', () => {
+    const dir = tempDir();
+    chargedAsA2(dir);
+    const back = open(dir, 'A', () => T0 + 5 * MIN, { apiKey: 'k1' });
+    expect(back.claim(low(T0 + 5 * MIN), hourCooldown).decision).toMatchObject({ action: 'skip', reason: 'cooldown' });
+  });
+
+  it('a sibling that holds this key\'s attempts but cannot be trusted stops this ledger (it may hold a charge); one that does not mention the key is no concern', () => {
+    const dir = tempDir();
+    chargedAsA2(dir);
+    appendFileSync(join(dir, ledgerFileName('A2')), '{"v":1,"type":"refund","at":1,"id":"x"}\n');
+    const back = open(dir, 'A', () => T0 + 5 * MIN, { apiKey: 'k1' });
+    expect(back.view().writable).toBe(false);
+    expect(back.view().problem).toMatch(/also in topups-A2\.jsonl, which cannot be trusted/);
+    expect(back.claim(low(T0 + 5 * MIN), hourCooldown).decision).toMatchObject({ action: 'skip', reason: 'ledger_unavailable' });
+    back.close();
+    const other = open(dir, 'B', () => T0 + 5 * MIN, { apiKey: 'k2' });
+    expect(other.view().problem).toBeUndefined();
+    expect(other.view().writable).toBe(true);
+  });
+
+  it('a rename back keeps the outcomes learnt under the other name', () => {
+    const dir = tempDir();
+    const p = open(dir, 'P', () => T0, { apiKey: 'pk', kind: 'transfers' });
+    const t = p.claimMany(() => ({ result: 0, attempts: [{ balance: 50, threshold: 10, to: 'sub1', requested: 5 }] })).attempts[0]!;
+    p.abandon();
+    const p2 = open(dir, 'P2', () => T0 + 10 * MIN, { apiKey: 'pk', kind: 'transfers' });
+    const there = p2.view().attempts.find((x) => x.id === t.id)!;
+    expect(there.outcome).toBe('unknown');
+    p2.recordOutcome(there, 'failed', 'not_in_history');
+    p2.close();
+    const back = open(dir, 'P', () => T0 + 11 * MIN, { apiKey: 'pk', kind: 'transfers' });
+    expect(back.view().attempts.find((x) => x.id === t.id)?.outcome).toBe('failed');
+  });
+
+  it('a FIFO or a symbolic link named like a ledger in STATE_DIR is skipped, never waited on or followed', () => {
+    const dir = tempDir();
+    execFileSync('mkfifo', [join(dir, 'topups-fifo.jsonl')]);
+    const elsewhere = tempDir();
+    const planted = open(elsewhere, 'X', () => T0, { apiKey: 'k1' });
+    planted.recordAttempt(4, 10);
+    planted.close();
+    symlinkSync(join(elsewhere, ledgerFileName('X')), join(dir, 'topups-link.jsonl'));
+    const l = open(dir, 'A', () => T0 + MIN, { apiKey: 'k1' });
+    expect(l.view()).toMatchObject({ writable: true, attempts: [] });
   });
 
   it('a renamed primary keeps its transfers (the API key fingerprint), and top-up files are not mixed in', () => {

@@ -207,6 +207,35 @@ export function keyFingerprint(apiKey: string): string {
   return createHash('sha256').update(`vonage-reload-watchdog:${apiKey}`).digest('hex').slice(0, 16);
 }
 
+/** Which fingerprints a ledger file mentions, by path, valid while its inode, size and mtime hold. */
+const keyScans = new Map<string, { ino: number; size: number; mtimeMs: number; keys: Set<string> }>();
+const KEY_IN_RECORD = /"key":"([0-9a-f]{16})"/g;
+/** Larger files are not scanned in memory: they are read as if they mentioned every key. */
+const MAX_SCAN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Whether the file behind `fd` mentions fingerprint `key`, by a plain text search: it works on a
+ * file whose records cannot all be parsed, which is when it matters most.
+ */
+function mentionsKey(fd: number, st: { ino: number; size: number; mtimeMs: number; dev: number }, key: string): boolean {
+  if (st.size > MAX_SCAN_BYTES) return true;
+  const id = `${st.dev}:${st.ino}`;
+  const cached = keyScans.get(id);
+  if (cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs) return cached.keys.has(key);
+  const buf = Buffer.alloc(st.size);
+  let at = 0;
+  while (at < st.size) {
+    const n = readSync(fd, buf, at, st.size - at, at);
+    if (n === 0) break;
+    at += n;
+  }
+  const keys = new Set<string>();
+  for (const m of buf.subarray(0, at).toString('latin1').matchAll(KEY_IN_RECORD)) keys.add(m[1]!);
+  if (keyScans.size >= 10_000) keyScans.clear(); // files replaced by compaction leave entries behind
+  keyScans.set(id, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, keys });
+  return keys.has(key);
+}
+
 export class FileLedger implements Ledger {
   private fold = new AttemptFold();
   private sorted: KnownAttempt[] | undefined;
@@ -725,10 +754,15 @@ export class FileLedger implements Ledger {
     if (loaded.torn) this.options.onEvent?.({ kind: 'torn_tail' });
     const { fold } = loaded;
     const onDisk = new Map(fold.attempts(loaded.mtime).map((a) => [a.id, { outcome: a.outcome, confirmed: a.confirmedAt !== undefined }]));
-    // A new file: any sibling may hold this key's attempts (a rename, an upgrade). An existing one:
-    // the file this key last wrote to, when it is another (a rename back, a swap of two names).
-    const last = this.lastFileOfKey();
-    const imported = onDisk.size === 0 && remembered.length === 0 ? this.importRenamed() : last !== undefined ? this.importRenamed([last], onDisk) : [];
+    // This key's attempts in the other files of this kind (a rename, a rename back, two names
+    // swapped, an upgrade): they count here too, with whatever those files know of their outcomes.
+    const siblings = this.importRenamed(onDisk.size === 0 && remembered.length === 0);
+    if ('problem' in siblings) {
+      closeSync(fd);
+      this.problem = siblings.problem;
+      return;
+    }
+    const imported = siblings.attempts;
     // What memory knows first (an outcome the file missed), then what is still open is unknown.
     fold.absorb([...remembered, ...imported]);
     for (const a of fold.attempts(loaded.mtime)) settleInterrupted(a);
@@ -744,7 +778,6 @@ export class FileLedger implements Ledger {
     try {
       syncDir(this.dir);
       this.restore([...remembered, ...imported], onDisk, why);
-      this.pointKeyHere();
       this.maybeCompact();
     } catch (err) {
       this.problem = err instanceof LedgerWriteError ? err.message : `cannot write ${this.file}: ${errorCode(err)}`;
@@ -752,85 +785,52 @@ export class FileLedger implements Ledger {
   }
 
   /**
-   * A ledger opened under a new account name: the attempts made for the same API key under an
-   * earlier name (its other ledger files in STATE_DIR) still count. Before fingerprints, a record
-   * named only its account, and the default account name is the API key itself.
+   * This key's attempts in the other ledger files of this kind. A file that mentions this key's
+   * fingerprint is read whole (and must be trustworthy: if it cannot be read, this ledger refuses
+   * to act rather than forget a charge); one that does not is only scanned, and the scan is
+   * remembered by the file's inode, size and mtime, so opening 200 ledgers does not read 200
+   * files 200 times. A new ledger (nothing on disk or in memory) also reads every file for records
+   * from before fingerprints, which name only their account (the API key, or this very name).
+   * Siblings are opened without following links or blocking (a FIFO or a link planted in STATE_DIR
+   * is skipped, never waited on), and must be regular files.
    */
-  private importRenamed(only?: readonly string[], have?: ReadonlyMap<string, unknown>): KnownAttempt[] {
-    if (this.keyId === undefined || this.options.apiKey === undefined) return [];
+  private importRenamed(isNew: boolean): { attempts: KnownAttempt[] } | { problem: string } {
+    if (this.keyId === undefined || this.options.apiKey === undefined) return { attempts: [] };
     const own = ledgerFileName(this.account, this.kind);
     let names: string[];
     try {
-      names = only !== undefined ? only.filter((f) => f !== own) : readdirSync(this.dir).filter((f) => f.startsWith(`${this.kind}-`) && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
+      names = readdirSync(this.dir).filter((f) => f.startsWith(`${this.kind}-`) && f.endsWith('.jsonl') && !f.includes('.archive-') && f !== own);
     } catch {
-      return [];
+      return { attempts: [] };
     }
-    const found: KnownAttempt[] = [];
+    const found = new AttemptFold();
     for (const name of names) {
       let fd: number | undefined;
       try {
-        fd = openSync(join(this.dir, name), 'r');
+        fd = openSync(join(this.dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        const st = fstatSync(fd);
+        if (!st.isFile()) continue;
+        const mentions = mentionsKey(fd, st, this.keyId);
+        if (!mentions && !isNew) continue;
         const loaded = this.load(fd);
-        if ('problem' in loaded) continue;
+        if ('problem' in loaded) {
+          if (mentions) return { problem: `${this.file}: attempts of this API key are also in ${name}, which cannot be trusted (${loaded.problem}); refusing to top up until it is repaired or moved away` };
+          continue;
+        }
         // Before fingerprints a record named only its account: the API key (the default name), or this
         // very name under the file name earlier versions gave it (legacyLedgerFileName).
-        const mine = loaded.fold
-          .attempts(loaded.mtime)
-          .filter((a) => (a.key === this.keyId || (a.key === undefined && (a.account === this.options.apiKey || a.account === this.account))) && !have?.has(a.id));
+        const mine = loaded.fold.attempts(loaded.mtime).filter((a) => a.key === this.keyId || (isNew && a.key === undefined && (a.account === this.options.apiKey || a.account === this.account)));
         if (mine.length === 0) continue;
         for (const a of mine) settleInterrupted(a);
-        found.push(...mine);
+        found.absorb(mine);
         this.options.onEvent?.({ kind: 'imported', attempts: mine.length, from: name });
       } catch {
-        // An unreadable neighbour is its own ledger's problem.
+        // Gone meanwhile, or not ours to read: its own ledger reports it.
       } finally {
         if (fd !== undefined) closeSync(fd);
       }
     }
-    return found;
-  }
-
-  /**
-   * STATE_DIR/ledger-key-<kind>-<fingerprint>: the ledger file this API key last wrote to. A file
-   * that already has attempts is not searched for renames (every open would read every sibling),
-   * so without this a key renamed to A2 and back to A would reopen A and miss what it did as A2.
-   */
-  private get keyPointer(): string | undefined {
-    return this.keyId === undefined ? undefined : join(this.dir, `ledger-key-${this.kind}-${this.keyId}`);
-  }
-
-  /** The other file this key wrote to last, if any and if it still exists. */
-  private lastFileOfKey(): string | undefined {
-    const pointer = this.keyPointer;
-    if (pointer === undefined) return undefined;
-    try {
-      const name = readFileSync(pointer, 'utf8').trim();
-      const own = ledgerFileName(this.account, this.kind);
-      // Only a ledger file name of this kind, in this directory: the pointer is data, not a path.
-      if (name === own || !name.startsWith(`${this.kind}-`) || !name.endsWith('.jsonl') || name.includes('/') || name.includes('\0')) return undefined;
-      return name;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Points this key at this file (atomically: a torn pointer must not name half a file). */
-  private pointKeyHere(): void {
-    const pointer = this.keyPointer;
-    if (pointer === undefined) return;
-    const own = ledgerFileName(this.account, this.kind);
-    try {
-      if (readFileSync(pointer, 'utf8').trim() === own) return;
-    } catch {
-      // none yet
-    }
-    const tmp = `${pointer}.tmp`;
-    try {
-      writeFileSync(tmp, `${own}\n`, { mode: 0o600 });
-      renameSync(tmp, pointer);
-    } catch {
-      // Best effort: without it a later rename back imports less, as before pointers existed.
-    }
+    return { attempts: found.attempts(this.now()) };
   }
 
   /** The records that would bring a file holding `onDisk` up to what `remembered` knows. */
