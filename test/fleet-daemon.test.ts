@@ -96,4 +96,16 @@ describe('the built daemon with ACCOUNTS_FILE', () => {
     expect(c.output()).toContain('TOPUP_THRESHOLD');
     expectNoSecret(c.output(), 'output');
   });
+
+  it('a fleet of 40 accounts starts and cycles without a Node warning on stderr (one cycle signal, one listener per account at a time)', async () => {
+    const sim = await h.simulator({ balance: 500 });
+    const dir = tempDir('fleet-40-');
+    const file = join(dir, 'accounts.yml');
+    const accounts = Array.from({ length: 40 }, (_, i) => `  - {name: acct${i}, apiKey: ${i === 0 ? API_KEY : `${API_KEY}${i}`}, apiSecret: "\${env:EU_SECRET}", baseUrl: ${sim.url}, allowCustomBaseUrl: true}`);
+    writeFileSync(file, `defaults: {threshold: 10, cooldown: 1h}\naccounts:\n${accounts.join('\n')}\n`);
+    const d = await h.daemon({ PATH: process.env.PATH ?? '', ACCOUNTS_FILE: file, EU_SECRET: CANARY_SECRET, POLL_SCHEDULE: '* * * * * *', HTTP_TIMEOUT: '1s', STATE_DIR: join(dir, 'state'), METRICS_HOST: '127.0.0.1' });
+    const polls = () => sim.requests().filter((r) => r.endpoint === 'balance').length;
+    await waitFor(() => polls() >= 40 * 3, 20_000, d.output);
+    expect(d.output()).not.toMatch(/Warning|warning:/);
+  }, 30_000);
 });
