@@ -181,3 +181,37 @@ export function attributeRise(
   const pick = waiting.find((a) => a.outcome === 'success' && rose(a)) ?? waiting.find((a) => a.outcome !== 'success' && rose(a));
   return pick ? [{ attempt: pick, amount: Math.round(rise(pick) * 100) / 100 }] : [];
 }
+
+/** What the forecast says of one account (src/forecast/burn-rate.ts), for a predictive refill. */
+export interface ForecastInput {
+  /** Until the balance reaches the threshold at the estimated rate (+Inf: not draining, or too little history). */
+  runwayMs: number;
+  /** TOPUP_LEAD_TIME: refill when the runway is at most this (0: reactive only). */
+  leadTimeMs: number;
+}
+
+export type ForecastDecision =
+  | (Decision & { trigger?: 'threshold' | 'forecast' })
+  /** The forecast would refill now, but a rule holds it back; not a skip: the balance is not below the threshold. */
+  | { action: 'none'; why: 'forecast_held'; reason: SkipReason; detail: string };
+
+/**
+ * The reactive rule, and a predictive one beside it: above the threshold, a top-up is due when
+ * the forecast says the threshold will be crossed within the lead time. A predictive top-up must
+ * pass every rule a reactive one does (a fresh reading, auto-reload, the cooldown, the daily cap,
+ * a writable ledger, dry run), because it is asked of decide() itself, for a balance just under
+ * the threshold: it can only come earlier, never more often or when the reactive rule would
+ * refuse. What holds it back is reported as `forecast_held`, not as a skip (the skip counters say
+ * the balance was below the threshold and nothing was sent).
+ */
+export function decideWithForecast(reading: Reading | undefined, settings: PolicySettings, ledger: LedgerView, now: number, monoNow?: number, forecast?: ForecastInput): ForecastDecision {
+  const reactive = decide(reading, settings, ledger, now, monoNow);
+  if (reactive.action === 'topup') return { ...reactive, trigger: 'threshold' };
+  if (!reading || reactive.action !== 'none' || reactive.why !== 'above_threshold') return reactive;
+  if (forecast === undefined || !(forecast.leadTimeMs > 0) || !(forecast.runwayMs <= forecast.leadTimeMs)) return reactive;
+  const justBelow = { ...reading, value: settings.threshold - 0.01 };
+  const d = decide(justBelow, settings, ledger, now, monoNow);
+  if (d.action === 'topup') return { action: 'topup', trigger: 'forecast' };
+  if (d.action === 'skip') return { action: 'none', why: 'forecast_held', reason: d.reason, detail: d.detail };
+  return reactive;
+}

@@ -1,0 +1,54 @@
+/**
+ * One account's forecast state between readings: its recent readings (the history window only),
+ * the estimate before and after the newest one, and the adaptive poll state. No I/O and no clock:
+ * the caller gives every reading's monotonic time. The replay benchmark (bench/replay.mjs) drives
+ * it in virtual time exactly as the daemon does in real time, so the two cannot drift apart.
+ */
+import { estimateBurn, historyWindowMs, runwaySeconds, type BalanceSample, type BurnEstimate, type ForecastScale } from './burn-rate.js';
+import { nextDue, surprised, type Due, type PollState } from './due-time.js';
+
+export class ForecastTracker {
+  private readonly samples: BalanceSample[] = [];
+  private before: BurnEstimate | undefined;
+  private current: BurnEstimate;
+  private poll: PollState | undefined;
+  private lastSurprise = false;
+
+  constructor(
+    readonly scale: ForecastScale,
+    private readonly threshold: number,
+  ) {
+    this.current = estimateBurn([], scale, 0);
+  }
+
+  /** A successful reading. Readings that go back in time (another clock) are ignored. */
+  observe(sample: BalanceSample): BurnEstimate {
+    const newest = this.samples[this.samples.length - 1];
+    if (newest !== undefined && sample.at <= newest.at) return this.current;
+    this.samples.push(sample);
+    const from = sample.at - historyWindowMs(this.scale);
+    let drop = 0;
+    while (drop < this.samples.length - 1 && this.samples[drop]!.at < from) drop++;
+    if (drop > 0) this.samples.splice(0, drop);
+    this.before = this.current;
+    this.current = estimateBurn(this.samples, this.scale, sample.at);
+    this.lastSurprise = surprised(this.before, this.samples, this.scale, sample.at);
+    return this.current;
+  }
+
+  get estimate(): BurnEstimate {
+    return this.current;
+  }
+
+  /** Seconds until the threshold at the estimated rate; +Inf when not draining or too little history. */
+  runwaySeconds(balance: number): number {
+    return runwaySeconds(balance, this.threshold, this.current);
+  }
+
+  /** When to read next (POLL_ADAPTIVE), after the reading at `now` showed `balance`. */
+  due(now: number, balance: number, awaitingRise: boolean): Due {
+    const d = nextDue({ now, scale: this.scale, estimate: this.current, balance, threshold: this.threshold, awaitingRise, surprised: this.lastSurprise, state: this.poll });
+    this.poll = d.state;
+    return d;
+  }
+}
