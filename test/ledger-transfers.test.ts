@@ -214,7 +214,7 @@ describe('claimMany: a primary\'s transfers, decided and recorded in one step', 
     appendFileSync(join(dir, ledgerFileName('A2')), '{"v":1,"type":"refund","at":1,"id":"x"}\n');
     const back = open(dir, 'A', () => T0 + 5 * MIN, { apiKey: 'k1' });
     expect(back.view().writable).toBe(false);
-    expect(back.view().problem).toMatch(/also in topups-A2\.jsonl, which cannot be trusted/);
+    expect(back.view().problem).toMatch(/may also be in topups-A2\.jsonl, which cannot be trusted/);
     expect(back.claim(low(T0 + 5 * MIN), hourCooldown).decision).toMatchObject({ action: 'skip', reason: 'ledger_unavailable' });
     back.close();
     const other = open(dir, 'B', () => T0 + 5 * MIN, { apiKey: 'k2' });

@@ -207,33 +207,60 @@ export function keyFingerprint(apiKey: string): string {
   return createHash('sha256').update(`vonage-reload-watchdog:${apiKey}`).digest('hex').slice(0, 16);
 }
 
-/** Which fingerprints a ledger file mentions, by path, valid while its inode, size and mtime hold. */
-const keyScans = new Map<string, { ino: number; size: number; mtimeMs: number; keys: Set<string> }>();
+/** Which fingerprints a ledger file mentions, by file identity, valid while its size and mtime hold. */
+const keyScans = new Map<string, { size: number; mtimeMs: number; keys: Set<string> }>();
+/** Siblings that could not be loaded, by identity, size and mtime: not parsed again every cycle. */
+const failedLoads = new Map<string, { size: number; mtimeMs: number; problem: string }>();
 const KEY_IN_RECORD = /"key":"([0-9a-f]{16})"/g;
-/** Larger files are not scanned in memory: they are read as if they mentioned every key. */
-const MAX_SCAN_BYTES = 64 * 1024 * 1024;
+const SCAN_CHUNK = 1024 * 1024;
+/** Longer than any `"key":"<16 hex>"`: a match split between two chunks is whole in one of them. */
+const SCAN_OVERLAP = 64;
+
+type FileStat = { ino: number; size: number; mtimeMs: number; dev: number };
+const identity = (st: FileStat) => `${st.dev}:${st.ino}`;
 
 /**
- * Whether the file behind `fd` mentions fingerprint `key`, by a plain text search: it works on a
- * file whose records cannot all be parsed, which is when it matters most.
+ * The fingerprints the file behind `fd` mentions, by a plain text search in chunks: it works on a
+ * file whose records cannot all be parsed, which is when it matters most, and on any size.
  */
-function mentionsKey(fd: number, st: { ino: number; size: number; mtimeMs: number; dev: number }, key: string): boolean {
-  if (st.size > MAX_SCAN_BYTES) return true;
-  const id = `${st.dev}:${st.ino}`;
+function keysMentioned(fd: number, st: FileStat): Set<string> {
+  const id = identity(st);
   const cached = keyScans.get(id);
-  if (cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs) return cached.keys.has(key);
-  const buf = Buffer.alloc(st.size);
-  let at = 0;
-  while (at < st.size) {
-    const n = readSync(fd, buf, at, st.size - at, at);
-    if (n === 0) break;
-    at += n;
-  }
+  if (cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs) return cached.keys;
   const keys = new Set<string>();
-  for (const m of buf.subarray(0, at).toString('latin1').matchAll(KEY_IN_RECORD)) keys.add(m[1]!);
+  const buf = Buffer.alloc(SCAN_CHUNK + SCAN_OVERLAP);
+  let carried = 0;
+  let at = 0;
+  for (;;) {
+    const n = readSync(fd, buf, carried, SCAN_CHUNK, at);
+    if (n <= 0) break;
+    at += n;
+    const text = buf.subarray(0, carried + n).toString('latin1');
+    for (const m of text.matchAll(KEY_IN_RECORD)) keys.add(m[1]!);
+    carried = Math.min(SCAN_OVERLAP, carried + n);
+    buf.copy(buf, 0, carried === SCAN_OVERLAP ? text.length - SCAN_OVERLAP : 0, text.length);
+  }
   if (keyScans.size >= 10_000) keyScans.clear(); // files replaced by compaction leave entries behind
-  keyScans.set(id, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, keys });
-  return keys.has(key);
+  keyScans.set(id, { size: st.size, mtimeMs: st.mtimeMs, keys });
+  return keys;
+}
+
+/** Whether the file's text names this account the way records before fingerprints did. */
+function namesAccount(fd: number, st: FileStat, names: readonly string[]): boolean {
+  const needles = names.map((n) => Buffer.from(`"account":${JSON.stringify(n)}`, 'utf8'));
+  const buf = Buffer.alloc(SCAN_CHUNK + 1024);
+  let at = 0;
+  let carried = 0;
+  while (at < st.size) {
+    const n = readSync(fd, buf, carried, SCAN_CHUNK, at);
+    if (n <= 0) break;
+    at += n;
+    const view = buf.subarray(0, carried + n);
+    if (needles.some((needle) => view.includes(needle))) return true;
+    carried = Math.min(1024, view.length);
+    buf.copy(buf, 0, view.length - carried, view.length);
+  }
+  return false;
 }
 
 export class FileLedger implements Ledger {
@@ -686,7 +713,7 @@ export class FileLedger implements Ledger {
   }
 
   /** Reads a whole ledger file from an open descriptor. */
-  private load(fd: number): { fold: AttemptFold; size: number; consumed: number; lines: number; mtime: number; ino: number; dev: number; torn: boolean } | { problem: string; ino: number; size: number; mtimeMs: number } {
+  private load(fd: number, path: string = this.file): { fold: AttemptFold; size: number; consumed: number; lines: number; mtime: number; ino: number; dev: number; torn: boolean } | { problem: string; ino: number; size: number; mtimeMs: number } {
     const st = fstatSync(fd);
     const fold = new AttemptFold();
     let lines = 0;
@@ -704,7 +731,7 @@ export class FileLedger implements Ledger {
       torn = true;
     }
     if (fold.problem !== undefined) {
-      return { problem: `${this.file}: ${fold.problem}; refusing to top up until it is repaired or moved away`, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+      return { problem: `${path}: ${fold.problem}; refusing to top up until it is repaired or moved away`, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
     }
     return { fold, size: st.size, consumed, lines, mtime: st.mtimeMs, ino: st.ino, dev: st.dev, torn };
   }
@@ -804,17 +831,32 @@ export class FileLedger implements Ledger {
       return { attempts: [] };
     }
     const found = new AttemptFold();
+    const refuse = (name: string, why: string) => ({ problem: `${this.file}: attempts of this API key may also be in ${name}, which ${why}; refusing to top up until it is repaired or moved away` });
     for (const name of names) {
+      const path = join(this.dir, name);
       let fd: number | undefined;
       try {
-        fd = openSync(join(this.dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        try {
+          fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        } catch (err) {
+          // Gone meanwhile, or a link planted in STATE_DIR (never followed): nothing of ours.
+          if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ELOOP') continue;
+          return refuse(name, `cannot be opened (${errorCode(err)})`);
+        }
         const st = fstatSync(fd);
-        if (!st.isFile()) continue;
-        const mentions = mentionsKey(fd, st, this.keyId);
+        if (!st.isFile()) continue; // a FIFO or a device: never read, never waited on
+        const mentions = keysMentioned(fd, st).has(this.keyId);
         if (!mentions && !isNew) continue;
-        const loaded = this.load(fd);
+        const id = identity(st);
+        const failed = failedLoads.get(id);
+        const loaded = failed && failed.size === st.size && failed.mtimeMs === st.mtimeMs ? { problem: failed.problem } : this.load(fd, path);
         if ('problem' in loaded) {
-          if (mentions) return { problem: `${this.file}: attempts of this API key are also in ${name}, which cannot be trusted (${loaded.problem}); refusing to top up until it is repaired or moved away` };
+          if (failedLoads.size >= 10_000) failedLoads.clear();
+          failedLoads.set(id, { size: st.size, mtimeMs: st.mtimeMs, problem: loaded.problem });
+          // It may hold this key's charge: by its fingerprint, or (records before fingerprints) by
+          // this account's name or API key, or by the file name earlier versions gave this account.
+          const legacy = isNew && ((this.kind === 'topups' && name === legacyLedgerFileName(this.account)) || namesAccount(fd, st, [this.account, this.options.apiKey]));
+          if (mentions || legacy) return refuse(name, `cannot be trusted (${loaded.problem})`);
           continue;
         }
         // Before fingerprints a record named only its account: the API key (the default name), or this
@@ -824,8 +866,8 @@ export class FileLedger implements Ledger {
         for (const a of mine) settleInterrupted(a);
         found.absorb(mine);
         this.options.onEvent?.({ kind: 'imported', attempts: mine.length, from: name });
-      } catch {
-        // Gone meanwhile, or not ours to read: its own ledger reports it.
+      } catch (err) {
+        return refuse(name, `cannot be read (${errorCode(err)})`);
       } finally {
         if (fd !== undefined) closeSync(fd);
       }
