@@ -24,6 +24,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decide, decideWithForecast } from '../dist/refill/topup-policy.js';
 import { ForecastTracker } from '../dist/forecast/tracker.js';
+import { rng } from './rng.mjs';
 
 const num = (name, def, min, max) => {
   const v = process.env[name] === undefined ? def : Number(process.env[name]);
@@ -56,17 +57,6 @@ function readTrace(path) {
   });
   rows.sort((x, y) => x[0] - y[0]);
   return rows;
-}
-
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -6,6 +6,18 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+/** What both demos run the daemon with: a 2-second schedule, short timeouts, loopback only. */
+export function demoSettings(stateDir: string, metricsPort: string): NodeJS.ProcessEnv {
+  return {
+    POLL_SCHEDULE: '*/2 * * * * *',
+    HTTP_TIMEOUT: '2s',
+    STATE_DIR: stateDir,
+    METRICS_HOST: '127.0.0.1',
+    METRICS_PORT: metricsPort,
+    LOG_FORMAT: process.env.LOG_FORMAT ?? 'pretty',
+  };
+}
+
 export function runDemoDaemon(options: { env: NodeJS.ProcessEnv; cwd?: string; onExit: () => Promise<void> }): void {
   const daemon = spawn(process.execPath, [fileURLToPath(new URL('./main.js', import.meta.url))], {
     stdio: 'inherit',

@@ -13,7 +13,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runDemoDaemon } from './demo-daemon.js';
+import { demoSettings, runDemoDaemon } from './demo-daemon.js';
 import { startSimulator } from './simulator/simulator.js';
 
 /** The subaccounts, each draining at its own rate (EUR per second); null balance = shared. */
@@ -93,12 +93,7 @@ runDemoDaemon({
     ACCOUNTS_FILE: accountsFile,
     DEMO_API_SECRET: 'demo-secret',
     DEMO_TOPUP_TRX: '8ef2447e69604f642ae59363aa5f781b',
-    POLL_SCHEDULE: '*/2 * * * * *',
-    HTTP_TIMEOUT: '2s',
-    STATE_DIR: stateDir,
-    METRICS_HOST: '127.0.0.1',
-    METRICS_PORT: metricsPort,
-    LOG_FORMAT: process.env.LOG_FORMAT ?? 'pretty',
+    ...demoSettings(stateDir, metricsPort),
     ...(process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {}),
   },
   onExit: async () => {

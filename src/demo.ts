@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runDemoDaemon } from './demo-daemon.js';
+import { demoSettings, runDemoDaemon } from './demo-daemon.js';
 import { startSimulator } from './simulator/simulator.js';
 
 const sim = await startSimulator({ port: Number(process.env.SIM_PORT ?? 8480), balance: 12, drainPerSecond: 0.2, topUpAmount: 20 });
@@ -38,12 +38,7 @@ runDemoDaemon({
     TOPUP_THRESHOLD: '10',
     TOPUP_COOLDOWN: cooldown,
     TOPUP_MAX_PER_DAY: '3',
-    POLL_SCHEDULE: '*/2 * * * * *',
-    HTTP_TIMEOUT: '2s',
-    STATE_DIR: stateDir,
-    METRICS_HOST: '127.0.0.1',
-    METRICS_PORT: metricsPort,
-    LOG_FORMAT: process.env.LOG_FORMAT ?? 'pretty',
+    ...demoSettings(stateDir, metricsPort),
   },
   onExit: async () => {
     await sim.close();

@@ -15,20 +15,13 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...real, openSync, default: { ...real, openSync } };
 });
 
-const { hourCooldown, low, MIN, open, T0, tempDir } = await import('./helpers/ledger-world.js');
+const { chargedAsA2, hourCooldown, low, MIN, open, T0, tempDir } = await import('./helpers/ledger-world.js');
 
 describe('a sibling that cannot be opened', () => {
   for (const code of ['EMFILE', 'EACCES']) {
     it(`${code} on a sibling that holds this key's charge (rename back) must not allow a second charge`, () => {
       const dir = tempDir();
-      const a = open(dir, 'A', () => T0 - 3 * 86_400_000, { apiKey: 'k1' });
-      a.recordAttempt(4, 10);
-      a.close();
-      const a2 = open(dir, 'A2', () => T0, { apiKey: 'k1' });
-      const c = a2.claim(low(T0), hourCooldown);
-      expect(c.decision.action).toBe('topup');
-      a2.recordOutcome(c.attempt!, 'success');
-      a2.close();
+      chargedAsA2(dir);
       fail.match = 'topups-A2.jsonl';
       fail.code = code;
       const events: unknown[] = [];

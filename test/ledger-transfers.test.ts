@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileLedger, legacyLedgerFileName, ledgerFileName, type LedgerEvent } from '../src/ledger/file-ledger.js';
 import { encodeRecord, parseLedger } from '../src/ledger/records.js';
-import type { PolicySettings, Reading } from '../src/refill/topup-policy.js';
+import { chargedAsA2, hourCooldown, low, MIN } from './helpers/ledger-world.js';
 
 const dirs: string[] = [];
 const opened: { close(): void }[] = [];
@@ -185,21 +185,6 @@ describe('claimMany: a primary\'s transfers, decided and recorded in one step', 
     const again = open(dir, 'A', () => T0 + 3_602_000, { apiKey: 'kA' });
     expect(again.view().attempts.map((a) => a.id)).toEqual([one.id, two.id]);
   });
-
-  const MIN = 60_000;
-  const hourCooldown: PolicySettings = { threshold: 10, cooldownMs: 60 * MIN, maxPerDay: 5, topupEnabled: true, dryRun: false, maxReadingAgeMs: MIN };
-  const low = (at: number): Reading => ({ value: 4, autoReload: true, at });
-  /** A has history (not a new file), then the key charges as A2: the setting of a rename back. */
-  function chargedAsA2(dir: string) {
-    const a = open(dir, 'A', () => T0 - 3 * 86_400_000, { apiKey: 'k1' });
-    a.recordAttempt(4, 10);
-    a.close();
-    const a2 = open(dir, 'A2', () => T0, { apiKey: 'k1' });
-    const c = a2.claim(low(T0), hourCooldown);
-    expect(c.decision.action).toBe('topup');
-    a2.recordOutcome(c.attempt!, 'success');
-    a2.close();
-  }
 
   it('a rename back to a file that already has attempts still finds the charge made under the other name: no second one in the cooldown', () => {
     const dir = tempDir();

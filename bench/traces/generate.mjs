@@ -13,22 +13,11 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { rng } from '../rng.mjs';
 
 const DAYS = 3;
 const END = DAYS * 86_400;
 const here = dirname(fileURLToPath(import.meta.url));
-
-/** mulberry32: small, seeded, good enough for traces. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Events every ~`every` s (jittered), each spending rate(t) × the gap, times a little noise. */
 function byRate(seed, rate, every = 10, noise = 0.2) {

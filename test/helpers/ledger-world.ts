@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { FileLedger } from '../../src/ledger/file-ledger.js';
 import type { PolicySettings, Reading } from '../../src/refill/topup-policy.js';
 
@@ -26,3 +26,15 @@ export function open(dir: string, name: string, now: () => number, options: Para
 }
 export const hourCooldown: PolicySettings = { threshold: 10, cooldownMs: 60 * MIN, maxPerDay: 5, topupEnabled: true, dryRun: false, maxReadingAgeMs: MIN };
 export const low = (at: number): Reading => ({ value: 4, autoReload: true, at });
+
+/** A has history (not a new file), then key k1 charges as A2: the setting of a rename back. */
+export function chargedAsA2(dir: string): void {
+  const a = open(dir, 'A', () => T0 - 3 * 86_400_000, { apiKey: 'k1' });
+  a.recordAttempt(4, 10);
+  a.close();
+  const a2 = open(dir, 'A2', () => T0, { apiKey: 'k1' });
+  const c = a2.claim(low(T0), hourCooldown);
+  expect(c.decision.action).toBe('topup');
+  a2.recordOutcome(c.attempt!, 'success');
+  a2.close();
+}
