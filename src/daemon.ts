@@ -20,6 +20,7 @@ import { addLogSecrets, createLogger, type Logger } from './observe/log.js';
 import { addAccount, createMetrics, removeAccount, type Metrics } from './observe/metrics.js';
 import { createScheduler, type Scheduler } from './cycle/scheduler.js';
 import { DEFAULT_LEASE_MS, DEFAULT_PROBATION_MS, StateDir, type LockEvent } from './ledger/state-lock.js';
+import { scheduleIntervalMs } from './cycle/scheduler.js';
 import { VERSION } from './version.js';
 import { createVonageClient } from './vonage/account-client.js';
 import { Watchdog, type CycleResult } from './cycle/watchdog.js';
@@ -118,13 +119,16 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       deps.logDestination,
     );
   const stateDir = StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) });
+  // Polls come at the schedule's pace (no adaptive polling yet): the fastest and the slowest poll are one.
+  const pollIntervalMs = scheduleIntervalMs(config.pollSchedule, now());
+  const forecastScale = { pollIntervalMs, maxIntervalMs: pollIntervalMs, leadTimeMs: 0 };
   const buildUnit = (account: AccountConfig): Unit => {
     addAccount(metrics, account);
     const accountLog = log.child({ account: account.name });
     const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
     const observe = (endpoint: Endpoint, seconds: number) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds);
     const client = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now, monoNow, observe });
-    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS });
+    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS, forecastScale });
     const unit: Unit = { account, watchdog, ledger };
     if (account.subaccounts) {
       const transfers = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });

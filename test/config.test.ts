@@ -80,6 +80,7 @@ describe('good configurations', () => {
           maxPerDay: 3,
           topupEnabled: true,
           dryRun: false,
+          leadTimeMs: 0,
           subaccountsBaseUrl: 'https://api.nexmo.com',
         },
       ],
@@ -305,6 +306,9 @@ const BAD: Bad[] = [
     bad(`cooldown ${JSON.stringify(t)}`, { ...MINIMAL, TOPUP_COOLDOWN: t }, ['TOPUP_COOLDOWN']),
   ),
   bad('cooldown range message', { ...MINIMAL, TOPUP_COOLDOWN: '8d' }, ['TOPUP_COOLDOWN'], /between 1s and 7d \(got "8d"\)/),
+  ...['24h1s', '2d', '-1s', '5', 'soon'].map((t) =>
+    bad(`lead time ${JSON.stringify(t)}`, { ...MINIMAL, TOPUP_LEAD_TIME: t }, ['TOPUP_LEAD_TIME']),
+  ),
   ...['0', '1001', '1.5', '-1', 'three', '3e0', '0x3'].map((t) =>
     bad(`max per day ${JSON.stringify(t)}`, { ...MINIMAL, TOPUP_MAX_PER_DAY: t }, ['TOPUP_MAX_PER_DAY'], /whole number from 1 to 1000/),
   ),

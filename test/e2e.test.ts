@@ -43,6 +43,39 @@ describe('daemon end to end', () => {
     expect((await fetch(`${d.url}/readyz`)).status).toBe(200);
   });
 
+  it('TOPUP_LEAD_TIME: tops up before the threshold is crossed when the forecast says it soon will be, once, counted as a forecast trigger', async () => {
+    // 20 EUR falling 0.25 EUR/s: the threshold (10) is 40 s away; with a 30 s lead the top-up is
+    // due once three polls have given a rate and the runway is 30 s or less (near 17.5 EUR).
+    const s = await simulator({ balance: 20, drainPerSecond: 0.25, topUpAmount: 20 });
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir(), TOPUP_LEAD_TIME: '30s' }));
+    await waitFor(() => s.appliedTopUps().length === 1, 20_000, d.output);
+    const line = d.output().split('\n').find((l) => l.includes('forecast: the threshold is within TOPUP_LEAD_TIME; sending top-up'));
+    expect(line, d.output()).toBeDefined();
+    const sent = JSON.parse(line!) as { balance: number; runwaySeconds: number; trigger: string };
+    expect(sent.trigger).toBe('forecast');
+    expect(sent.balance).toBeGreaterThan(10);
+    expect(sent.runwaySeconds).toBeLessThanOrEqual(30);
+    expect(await metricValue(d.url, 'vonage_refill_triggers_total{account="e2e",trigger="forecast"}')).toBe(1);
+    expect(await metricValue(d.url, 'vonage_refill_triggers_total{account="e2e",trigger="threshold"}')).toBe(0);
+    expect(await metricValue(d.url, `vonage_balance_burn_rate_euros_per_second${A}`)).toBeCloseTo(0.25, 1);
+    // The cooldown holds the next one: the balance falls again, the forecast says so, nothing more is sent.
+    s.setBalance(17);
+    await waitFor(() => d.output().includes('a rule holds the top-up back'), 15_000, d.output);
+    expect(s.appliedTopUps()).toHaveLength(1);
+    const status = (await (await fetch(`${d.url}/status`)).json()) as { accounts: { forecast: { confidence: string; leadTimeSeconds: number; runwaySeconds: number | null } }[] };
+    expect(status.accounts[0]!.forecast).toMatchObject({ leadTimeSeconds: 30 });
+    expect(['low', 'high']).toContain(status.accounts[0]!.forecast.confidence);
+  }, 90_000);
+
+  it('without TOPUP_LEAD_TIME the forecast only reports: no top-up while the balance is above the threshold; runway +Inf while it is not draining', async () => {
+    const s = await simulator({ balance: 20, drainPerSecond: 0.25 });
+    const d = await daemon(baseEnv(s.url, { STATE_DIR: tempDir() }));
+    expect(await (await fetch(`${d.url}/metrics`)).text()).toContain(`vonage_balance_runway_seconds${A} +Inf`);
+    await waitFor(async () => ((await metricValue(d.url, `vonage_balance_runway_seconds${A}`)) ?? Infinity) < 40, 15_000, d.output);
+    expect(s.appliedTopUps()).toHaveLength(0);
+    expect(await metricValue(d.url, 'vonage_refill_triggers_total{account="e2e",trigger="forecast"}')).toBe(0);
+  }, 30_000);
+
   it('kill -9 and restart inside the cooldown: no second top-up', async () => {
     const s = await simulator({ balance: 5 });
     const state = tempDir();

@@ -97,6 +97,7 @@ describe('good files', () => {
           maxPerDay: 3,
           topupEnabled: false,
           dryRun: false,
+          leadTimeMs: 0,
           subaccountsBaseUrl: 'https://api.nexmo.com',
         },
       ],
@@ -121,6 +122,7 @@ describe('good files', () => {
       maxPerDay: 3,
       topupEnabled: true,
       dryRun: false,
+      leadTimeMs: 0,
       subaccountsBaseUrl: 'https://api.nexmo.com',
       subaccounts: {
         watch: 'all',
@@ -233,6 +235,17 @@ accounts:
     ]);
   });
 
+  test('leadTime (TOPUP_LEAD_TIME) per account, from the defaults unless the account sets its own; 0s by default', () => {
+    const { accounts } = parse(`
+defaults: {leadTime: 5m}
+accounts:
+  - {apiKey: k1, apiSecretFile: /run/secrets/us_secret, threshold: 1}
+  - {apiKey: k2, apiSecretFile: /run/secrets/us_secret, threshold: 1, leadTime: 90s}
+`);
+    expect(accounts.map((a) => a.leadTimeMs)).toEqual([300_000, 90_000]);
+    expect(parse(`accounts:\n  - {apiKey: k1, apiSecretFile: /run/secrets/us_secret, threshold: 1}\n`).accounts[0]!.leadTimeMs).toBe(0);
+  });
+
   test('a short subaccount cooldown warns when transfers are made (it alone guards against a list that lags a transfer), not with refill: none', () => {
     const block = (refill: string) => `
 accounts:
@@ -267,7 +280,7 @@ const BAD: Bad[] = [
     'accounts[0].DryRun: unknown key; did you mean dryRun?',
   ]],
   ['far-off key lists the known ones', acct('colour: red'), [/^accounts\[0\]\.colour: unknown key; known keys: name, apiKey, /]],
-  ['defaults key not allowed there', 'defaults: {baseUrl: x}\n' + acct(''), [/^defaults\.baseUrl: unknown key; known keys: threshold, cooldown, maxPerDay, topupEnabled, dryRun$/]],
+  ['defaults key not allowed there', 'defaults: {baseUrl: x}\n' + acct(''), [/^defaults\.baseUrl: unknown key; known keys: threshold, cooldown, maxPerDay, leadTime, topupEnabled, dryRun$/]],
   ['missing api key, secret and threshold', 'accounts:\n  - name: x\n', [
     'accounts[0].apiSecret: required: apiSecretFile: /path/to/file, or apiSecret: ${env:NAME}',
     'accounts[0].apiKey: required (the Vonage API key), or apiKeyFile: /path/to/file',
@@ -330,6 +343,10 @@ const BAD: Bad[] = [
   ['subaccounts: refill value, watch value', subs('watch: some\nrefill: move'), [
     'accounts[0].subaccounts.watch: must be all, or a list of subaccount API keys (got "some")',
     'accounts[0].subaccounts.refill: must be transfer or none (got "move")',
+  ]],
+  ['lead time out of range, in an account and in the defaults', 'defaults: {leadTime: 2d}\n' + acct('leadTime: soon'), [
+    'defaults.leadTime: must be a duration from 0s to 24h such as 0s, 90s or 5m (got "2d")',
+    'accounts[0].leadTime: must be a duration from 0s to 24h such as 0s, 90s or 5m (got "soon")',
   ]],
   ['watch list: empty', subs('watch: []'), ['accounts[0].subaccounts.watch: must list at least one subaccount API key (or be all)']],
   ['watch list: duplicate, bad shape, the primary itself', subs('watch: [s1, s1, "a b", k1]'), [

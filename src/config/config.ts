@@ -31,6 +31,8 @@ export interface AccountConfig {
   maxPerDay: number;
   topupEnabled: boolean;
   dryRun: boolean;
+  /** TOPUP_LEAD_TIME: top up when the forecast says the threshold is this close (0: reactive only). */
+  leadTimeMs: number;
   /** Root of the Subaccounts API (https://api.nexmo.com unless the fleet file says otherwise). */
   subaccountsBaseUrl: string;
   /** Only from ACCOUNTS_FILE: the primary's subaccounts to watch and refill. */
@@ -129,6 +131,7 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
   variable('TOPUP_THRESHOLD', '(required)', 'EUR; top up when the balance is below it'),
   variable('TOPUP_COOLDOWN', '15m', 'least time between two top-up attempts (e.g. 90s, 15m, 1h)'),
   variable('TOPUP_MAX_PER_DAY', '3', 'most top-up attempts in any rolling 24 h'),
+  variable('TOPUP_LEAD_TIME', '0s', 'top up when the forecast says the threshold will be crossed within this time (0s-24h; 0s = only below the threshold)'),
   variable('TOPUP_ENABLED', 'true', 'false = watch and report only'),
   variable('DRY_RUN', 'false', 'decide and report, never send a top-up'),
   variable('POLL_SCHEDULE', '* * * * *', 'node-cron expression (5 or 6 fields) for balance polls'),
@@ -182,6 +185,7 @@ export const ACCOUNT_VARIABLES: readonly string[] = Object.freeze([
   'TOPUP_THRESHOLD',
   'TOPUP_COOLDOWN',
   'TOPUP_MAX_PER_DAY',
+  'TOPUP_LEAD_TIME',
   'TOPUP_ENABLED',
   'DRY_RUN',
 ]);
@@ -200,6 +204,7 @@ const FLEET_TWIN: Readonly<Record<string, string>> = {
   TOPUP_THRESHOLD: 'threshold',
   TOPUP_COOLDOWN: 'cooldown',
   TOPUP_MAX_PER_DAY: 'maxPerDay',
+  TOPUP_LEAD_TIME: 'leadTime',
   TOPUP_ENABLED: 'topupEnabled',
   DRY_RUN: 'dryRun',
 };
@@ -208,6 +213,8 @@ export const DEFAULT_BASE_URL = 'https://rest.nexmo.com';
 export const DEFAULT_SUBACCOUNTS_BASE_URL = 'https://api.nexmo.com';
 
 const COOLDOWN_MIN_MS = 1_000;
+/** TOPUP_LEAD_TIME: up to a day ahead. */
+export const LEAD_TIME_MAX_MS = 86_400_000;
 const COOLDOWN_MAX_MS = 7 * 86_400_000;
 // Vonage's own auto-reload checks the balance every 5-10 minutes; below that, both can fire.
 const COOLDOWN_ADVISED_MS = 10 * 60_000;
@@ -229,6 +236,7 @@ export const LIMITS = Object.freeze({
   COOLDOWN_ADVISED_MS,
   THRESHOLD_MAX,
   MAX_PER_DAY_MAX,
+  LEAD_TIME_MAX_MS,
 });
 
 const WITHHELD = '<withheld: it matches a secret>';
@@ -803,6 +811,7 @@ function accountFromEnv(c: Checker, secretSource: Sourced, trxSource: Sourced): 
   const threshold = checkThreshold(c);
   const cooldownMs = checkCooldown(c);
   const maxPerDay = c.integer('TOPUP_MAX_PER_DAY', 1, MAX_PER_DAY_MAX);
+  const leadTimeMs = c.duration('TOPUP_LEAD_TIME', 0, LEAD_TIME_MAX_MS);
   const dryRun = c.boolean('DRY_RUN');
   return [
     {
@@ -818,6 +827,7 @@ function accountFromEnv(c: Checker, secretSource: Sourced, trxSource: Sourced): 
       maxPerDay: maxPerDay!,
       topupEnabled: topupEnabled!,
       dryRun: dryRun!,
+      leadTimeMs: leadTimeMs!,
       subaccountsBaseUrl: DEFAULT_SUBACCOUNTS_BASE_URL,
     },
   ];
@@ -1014,6 +1024,7 @@ export function describeConfig(config: Config): Record<string, string> {
       out[k('TOPUP_THRESHOLD')] = String(a.threshold);
       out[k('TOPUP_COOLDOWN')] = formatDuration(a.cooldownMs);
       out[k('TOPUP_MAX_PER_DAY')] = String(a.maxPerDay);
+      out[k('TOPUP_LEAD_TIME')] = formatDuration(a.leadTimeMs);
       out[k('TOPUP_ENABLED')] = String(a.topupEnabled);
       out[k('DRY_RUN')] = String(a.dryRun);
     });
@@ -1041,6 +1052,7 @@ function describeFleetAccount(a: AccountConfig, p: string): Record<string, strin
     [`${p}.threshold`]: String(a.threshold),
     [`${p}.cooldown`]: formatDuration(a.cooldownMs),
     [`${p}.maxPerDay`]: String(a.maxPerDay),
+    [`${p}.leadTime`]: formatDuration(a.leadTimeMs),
     [`${p}.topupEnabled`]: a.trx === undefined ? 'false (no trx)' : String(a.topupEnabled),
     [`${p}.dryRun`]: String(a.dryRun),
     [`${p}.baseUrl`]: a.baseUrl,

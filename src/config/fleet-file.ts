@@ -65,7 +65,7 @@ export interface FleetFile {
 }
 
 const TOP_KEYS = ['defaults', 'accounts'] as const;
-const DEFAULT_KEYS = ['threshold', 'cooldown', 'maxPerDay', 'topupEnabled', 'dryRun'] as const;
+const DEFAULT_KEYS = ['threshold', 'cooldown', 'maxPerDay', 'leadTime', 'topupEnabled', 'dryRun'] as const;
 const ACCOUNT_KEYS = [
   'name',
   'apiKey',
@@ -77,6 +77,7 @@ const ACCOUNT_KEYS = [
   'threshold',
   'cooldown',
   'maxPerDay',
+  'leadTime',
   'topupEnabled',
   'dryRun',
   'baseUrl',
@@ -152,6 +153,7 @@ interface Defaults {
   threshold?: number;
   cooldownMs?: number;
   maxPerDay?: number;
+  leadTimeMs?: number;
   topupEnabled?: boolean;
   dryRun?: boolean;
 }
@@ -357,6 +359,16 @@ class FleetParser {
     return ms;
   }
 
+  /** As TOPUP_LEAD_TIME: a duration from 0s to 24h. */
+  private leadTime(path: string, value: Value | undefined): number | undefined {
+    if (value === undefined) return undefined;
+    const t = this.text(path, value)?.trim();
+    if (t === undefined) return undefined;
+    const ms = parseDuration(t);
+    if (ms === undefined || ms < 0 || ms > LIMITS.LEAD_TIME_MAX_MS) return this.problemAt(path, `must be a duration from 0s to 24h such as 0s, 90s or 5m (got ${this.r.quote(t)})`);
+    return ms;
+  }
+
   private choice<T extends string>(path: string, value: Value | undefined, options: readonly T[]): T | undefined {
     if (value === undefined) return undefined;
     const t = this.text(path, value);
@@ -372,6 +384,7 @@ class FleetParser {
       threshold: this.money('defaults.threshold', m.threshold),
       cooldownMs: this.cooldown('defaults.cooldown', m.cooldown, 'topup'),
       maxPerDay: this.count('defaults.maxPerDay', m.maxPerDay),
+      leadTimeMs: this.leadTime('defaults.leadTime', m.leadTime),
       topupEnabled: this.bool('defaults.topupEnabled', m.topupEnabled),
       dryRun: this.bool('defaults.dryRun', m.dryRun),
     };
@@ -507,6 +520,7 @@ class FleetParser {
     }
     const cooldownMs = this.cooldown(`${path}.cooldown`, a.cooldown, 'topup') ?? (a.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
     const maxPerDay = this.count(`${path}.maxPerDay`, a.maxPerDay) ?? (a.maxPerDay === undefined ? (defaults.maxPerDay ?? DEFAULT_MAX_PER_DAY) : undefined);
+    const leadTimeMs = this.leadTime(`${path}.leadTime`, a.leadTime) ?? (a.leadTime === undefined ? (defaults.leadTimeMs ?? 0) : undefined);
     const ownTopup = this.bool(`${path}.topupEnabled`, a.topupEnabled);
     const ownDryRun = this.bool(`${path}.dryRun`, a.dryRun);
     const trx = secrets.trx === 'failed' ? undefined : secrets.trx;
@@ -534,6 +548,7 @@ class FleetParser {
       maxPerDay: maxPerDay!,
       topupEnabled,
       dryRun,
+      leadTimeMs: leadTimeMs!,
       subaccountsBaseUrl: subaccountsBaseUrl!,
     };
     if (subaccounts !== undefined) account.subaccounts = subaccounts;

@@ -67,6 +67,19 @@ const DEFAULT_STEP_TOLERANCE_MS = 1000;
 const seconds = (ms: number) => Math.round(ms / 1000);
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
+/**
+ * The longest gap between two slots of a POLL_SCHEDULE expression: the interval the forecast's
+ * time constants derive from. node-cron decides which seconds match, as for the scheduler itself.
+ */
+export function scheduleIntervalMs(expression: string, wallNow: number = Date.now()): number {
+  const task = cron.createTask(expression, () => undefined, { name: 'interval-probe' });
+  try {
+    return longestGapMs(wallNow, slotsOf(cron.parse(expression), (d) => task.match(d)));
+  } finally {
+    void task.destroy();
+  }
+}
+
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const wallNow = options.wallNow ?? Date.now;
   const monoNow = options.monoNow ?? (() => performance.now());

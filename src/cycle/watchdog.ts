@@ -9,7 +9,9 @@ import { failpoint } from './failpoints.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
-import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type Decision, type PolicySettings } from '../refill/topup-policy.js';
+import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type ForecastDecision, type ForecastInput, type PolicySettings } from '../refill/topup-policy.js';
+import type { ForecastScale } from '../forecast/burn-rate.js';
+import { ForecastTracker } from '../forecast/tracker.js';
 import { getBalanceWithRetry, type BalanceReading, type VonageClient } from '../vonage/account-client.js';
 
 export interface WatchdogDeps {
@@ -27,6 +29,8 @@ export interface WatchdogDeps {
   balanceAttempts?: number;
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
+  /** The forecast's time scale (POLL_SCHEDULE's interval): its estimate drives TOPUP_LEAD_TIME and the runway metrics. */
+  forecastScale?: ForecastScale;
 }
 
 export type TopUpOutcome = 'success' | 'failed' | 'unknown' | 'not_sent';
@@ -37,7 +41,7 @@ export interface CycleResult {
   belowThreshold?: boolean;
   reading?: BalanceReading;
   pollError?: VonageError;
-  decision: Decision;
+  decision: ForecastDecision;
   topUp?: { outcome: TopUpOutcome; reason?: string };
 }
 
@@ -64,6 +68,8 @@ export interface AccountStatus {
   maxPerDay: number;
   cooldownUntil: string | null;
   ledger: { writable: boolean; problem?: string };
+  /** The forecast: EUR/s spent, seconds to the threshold (null: not draining, or too little history), how sure. */
+  forecast: { burnRateEurosPerSecond: number; runwaySeconds: number | null; confidence: string; leadTimeSeconds: number } | null;
 }
 
 const iso = isoTime;
@@ -75,7 +81,9 @@ export class Watchdog {
   private readonly floors = new Map<string, number>();
   private readonly monoNow: () => number;
   private lastPoll: PollRecord | undefined;
-  private lastDecision: Decision | undefined;
+  private lastDecision: ForecastDecision | undefined;
+  private readonly forecast: ForecastTracker | undefined;
+  private lastRunwaySeconds = Number.POSITIVE_INFINITY;
   private lastSkipReason: string | undefined;
   private readonly label: { account: string };
   private readonly log: Logger;
@@ -84,6 +92,7 @@ export class Watchdog {
     this.label = { account: deps.account.name };
     this.log = deps.log.child({ account: deps.account.name });
     this.monoNow = deps.monoNow ?? (() => performance.now());
+    this.forecast = deps.forecastScale ? new ForecastTracker({ ...deps.forecastScale, leadTimeMs: deps.account.leadTimeMs }, deps.account.threshold) : undefined;
     this.refreshLedgerMetrics();
   }
 
@@ -159,11 +168,23 @@ export class Watchdog {
       this.lastDecision = { action: 'none', why: 'no_reading' };
       return { ok: true, belowThreshold, reading, decision: this.lastDecision };
     }
+    // The forecast learns from every successful reading, whether or not TOPUP_LEAD_TIME uses it.
+    let forecast: ForecastInput | undefined;
+    if (this.forecast) {
+      const estimate = this.forecast.observe({ at: reading.mono, balance: reading.value });
+      this.lastRunwaySeconds = this.forecast.runwaySeconds(reading.value);
+      metrics.burnRate.set(this.label, estimate.rate);
+      metrics.runway.set(this.label, this.lastRunwaySeconds);
+      if (this.deps.account.leadTimeMs > 0) forecast = { runwayMs: this.lastRunwaySeconds * 1000, leadTimeMs: this.deps.account.leadTimeMs };
+    }
     // Decision and record in one synchronous step (ledger.claim): nothing can run in between.
-    const claim = ledger.claim(reading, this.settings(), this.monoNow());
+    const claim = ledger.claim(reading, this.settings(), this.monoNow(), forecast);
     const decision = claim.decision;
     this.lastDecision = decision;
     const result: CycleResult = { ok: true, belowThreshold, reading, decision };
+    if (decision.action === 'none' && decision.why === 'forecast_held') {
+      this.log.debug({ reason: decision.reason, detail: decision.detail, balance: reading.value, runwaySeconds: Math.round(this.lastRunwaySeconds) }, 'forecast: the threshold is within TOPUP_LEAD_TIME, but a rule holds the top-up back');
+    }
 
     if (decision.action === 'skip') {
       metrics.topupsSkipped.inc({ ...this.label, reason: decision.reason });
@@ -176,7 +197,9 @@ export class Watchdog {
       this.lastSkipReason = undefined;
     }
     if (claim.attempt) {
-      result.topUp = await this.topUp(reading, claim.attempt);
+      const trigger = decision.action === 'topup' && decision.trigger === 'forecast' ? 'forecast' : 'threshold';
+      metrics.refillTriggers.inc({ ...this.label, trigger });
+      result.topUp = await this.topUp(reading, claim.attempt, trigger);
       result.ok = result.topUp.outcome === 'success';
     }
     this.refreshLedgerMetrics();
@@ -196,10 +219,14 @@ export class Watchdog {
     };
   }
 
-  private async topUp(reading: BalanceReading, attempt: Attempt): Promise<{ outcome: TopUpOutcome; reason?: string }> {
+  private async topUp(reading: BalanceReading, attempt: Attempt, trigger: 'threshold' | 'forecast'): Promise<{ outcome: TopUpOutcome; reason?: string }> {
     const { ledger, metrics, client, account } = this.deps;
     this.floors.set(attempt.id, reading.value);
-    this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold }, 'balance below threshold; sending top-up');
+    if (trigger === 'forecast') {
+      this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold, trigger, runwaySeconds: Math.round(this.lastRunwaySeconds), leadTimeSeconds: account.leadTimeMs / 1000 }, 'forecast: the threshold is within TOPUP_LEAD_TIME; sending top-up');
+    } else {
+      this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold, trigger }, 'balance below threshold; sending top-up');
+    }
     failpoint('after_attempt_recorded');
 
     let outcome: TopUpOutcome;
@@ -306,7 +333,15 @@ export class Watchdog {
         ? { at: iso(this.lastPoll.at), ok: this.lastPoll.ok, ...(this.lastPoll.reason ? { reason: this.lastPoll.reason, message: this.lastPoll.message } : {}) }
         : null,
       lastSuccessfulPoll: this.lastReading ? iso(this.lastReading.at) : null,
-      lastDecision: d ? (d.action === 'skip' ? { action: d.action, reason: d.reason, detail: d.detail } : d.action === 'none' ? { action: d.action, reason: d.why } : { action: d.action }) : null,
+      lastDecision: d
+        ? d.action === 'skip'
+          ? { action: d.action, reason: d.reason, detail: d.detail }
+          : d.action === 'none'
+            ? d.why === 'forecast_held'
+              ? { action: d.action, reason: d.why, detail: `${d.reason}: ${d.detail}` }
+              : { action: d.action, reason: d.why }
+            : { action: d.action, ...(d.trigger ? { reason: d.trigger } : {}) }
+        : null,
       lastTopUp: last
         ? {
             at: iso(last.at),
@@ -321,6 +356,14 @@ export class Watchdog {
       maxPerDay: account.maxPerDay,
       cooldownUntil: cooldownEnd !== undefined && cooldownEnd > now() ? iso(cooldownEnd) : null,
       ledger: view.writable ? { writable: true } : { writable: false, problem: view.problem ?? 'unknown' },
+      forecast: this.forecast
+        ? {
+            burnRateEurosPerSecond: this.forecast.estimate.rate,
+            runwaySeconds: Number.isFinite(this.lastRunwaySeconds) ? Math.round(this.lastRunwaySeconds) : null,
+            confidence: this.forecast.estimate.confidence,
+            leadTimeSeconds: account.leadTimeMs / 1000,
+          }
+        : null,
     };
   }
 }

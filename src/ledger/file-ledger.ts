@@ -51,7 +51,7 @@ import {
   type LedgerRecord,
   type LineResult,
 } from './records.js';
-import { decide, type Attempt, type Decision, type LedgerView, type PolicySettings, type Reading } from '../refill/topup-policy.js';
+import { decideWithForecast, type Attempt, type ForecastDecision, type ForecastInput, type LedgerView, type PolicySettings, type Reading } from '../refill/topup-policy.js';
 import { closeQuietly, errorCode, syncDir } from './fs-util.js';
 import type { Ledger } from './ledger.js';
 import { StateDir } from './state-lock.js';
@@ -135,7 +135,7 @@ export interface PlannedAttempt {
 }
 
 export interface Claim {
-  decision: Decision;
+  decision: ForecastDecision;
   /** Present only when the attempt is durably recorded and the request may be sent. */
   attempt?: Attempt;
 }
@@ -357,11 +357,11 @@ export class FileLedger implements Ledger {
    * is due, records the attempt durably. Returns the attempt only when the request may be sent.
    * Synchronous on purpose: nothing can run between the decision and the record.
    */
-  claim(reading: Reading, settings: PolicySettings, monoNow?: number): Claim {
+  claim(reading: Reading, settings: PolicySettings, monoNow?: number, forecast?: ForecastInput): Claim {
     const now = this.now();
     this.checkIdentity();
     if (this.problem === undefined) this.catchUp();
-    const decision = decide(reading, settings, this.view(), now, monoNow);
+    const decision = decideWithForecast(reading, settings, this.view(), now, monoNow, forecast);
     if (decision.action !== 'topup') return { decision };
 
     let attempt: KnownAttempt;
@@ -382,7 +382,7 @@ export class FileLedger implements Ledger {
     }
     if (readBack.foreignBefore > 0) {
       const others = { ...this.view(), attempts: this.view().attempts.filter((a) => a.id !== attempt.id) };
-      const again = decide(reading, settings, others, now, monoNow);
+      const again = decideWithForecast(reading, settings, others, now, monoNow, forecast);
       if (again.action !== 'topup') {
         this.withdraw(attempt, 'superseded');
         this.options.onEvent?.({ kind: 'superseded', attemptId: attempt.id });

@@ -8,7 +8,7 @@
  * synchronously under the STATE_DIR lock and reading its own append back; a database gets it from
  * a transaction that locks the account's rows. Callers never decide outside a claim.
  */
-import type { Attempt, LedgerView, PolicySettings, Reading } from '../refill/topup-policy.js';
+import type { Attempt, ForecastInput, LedgerView, PolicySettings, Reading } from '../refill/topup-policy.js';
 import type { FinalOutcome } from './records.js';
 import type { Claim, PlannedAttempt } from './file-ledger.js';
 
@@ -21,8 +21,8 @@ export interface Ledger {
   readonly path: string;
   /** At the start of every cycle: re-check what is held, reopen what failed. */
   retry(): void;
-  /** A card top-up: decide with the policy and record the attempt, atomically. */
-  claim(reading: Reading, settings: PolicySettings, monoNow?: number): Claim;
+  /** A card top-up: decide with the policy (and the forecast, TOPUP_LEAD_TIME) and record the attempt, atomically. */
+  claim(reading: Reading, settings: PolicySettings, monoNow?: number, forecast?: ForecastInput): Claim;
   /** Several attempts decided together (a primary's transfers): all recorded, or none. */
   claimMany<D>(plan: (view: LedgerView, now: number) => { result: D; attempts: readonly PlannedAttempt[] }, monoNow?: number): { result: D; attempts: Attempt[]; problem?: string };
   recordOutcome(attempt: Attempt, outcome: FinalOutcome, reason?: string): void;

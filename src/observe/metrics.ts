@@ -9,6 +9,7 @@ import { TRANSFER_SKIP_REASONS } from '../refill/transfer-policy.js';
 import { SKIP_REASONS } from '../refill/topup-policy.js';
 
 export const POLL_FAILURE_REASONS = FAILURE_REASONS;
+export const REFILL_TRIGGERS = ['threshold', 'forecast'] as const;
 export const TOPUP_FAILURE_REASONS = [...FAILURE_REASONS, ...TOPUP_ONLY_FAILURE_REASONS] as const;
 const ENDPOINTS: readonly Endpoint[] = ['get_balance', 'top_up'];
 
@@ -55,6 +56,9 @@ export interface Metrics {
   refilledEuros: Counter<'account' | 'action'>;
   configReloadSuccessful: Gauge<string>;
   configReloadSuccessAt: Gauge<string>;
+  burnRate: Gauge<'account'>;
+  runway: Gauge<'account'>;
+  refillTriggers: Counter<'account' | 'trigger'>;
 }
 
 export interface MetricsAccount {
@@ -115,6 +119,9 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
     refilledEuros: counter('vonage_refilled_euros_total', 'EUR each refill added, as far as it is known: a card top-up from the balance rise that confirmed it, a transfer from Vonage\'s answer or history.', ['account', 'action'] as const),
     configReloadSuccessful: new Gauge({ name: 'vonage_watchdog_config_last_reload_successful', help: 'Whether the last configuration (re)load succeeded (1) or failed (0): a failed SIGHUP reload keeps the running fleet.', registers }),
     configReloadSuccessAt: new Gauge({ name: 'vonage_watchdog_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last successful configuration (re)load.', registers }),
+    burnRate: gauge('vonage_balance_burn_rate_euros_per_second', 'EUR per second the account spends, as the forecast estimates it from recent readings (rises ignored); 0 while the history is too short.'),
+    runway: gauge('vonage_balance_runway_seconds', 'Seconds until the balance reaches the threshold at the estimated rate: 0 at or below it, +Inf when it is not draining or the history is too short (so runway < 1h never fires on it).'),
+    refillTriggers: counter('vonage_refill_triggers_total', 'Top-ups sent, by what triggered them: the balance below the threshold, or the forecast (TOPUP_LEAD_TIME) saying it soon would be.', ['account', 'trigger'] as const),
   };
 
   new Gauge({ name: 'vonage_watchdog_build_info', help: 'Build information; the value is always 1.', labelNames: ['version'] as const, registers }).set({ version }, 1);
@@ -146,6 +153,9 @@ export function addAccount(m: Metrics, a: MetricsAccount & { primary?: string })
   for (const reason of SKIP_REASONS) m.topupsSkipped.inc({ account, reason }, 0);
   for (const endpoint of ENDPOINTS) m.requestDuration.zero({ account, endpoint });
   m.refilledEuros.inc({ account, action: 'topup' }, 0);
+  m.burnRate.set({ account }, 0);
+  m.runway.set({ account }, Number.POSITIVE_INFINITY);
+  for (const trigger of REFILL_TRIGGERS) m.refillTriggers.inc({ account, trigger }, 0);
   m.accountInfo.set({ account, name: a.name, primary: a.primary ?? '' }, 1);
   if (a.subaccounts !== undefined) {
   m.subaccountsWatched.set({ account }, 0);
@@ -180,6 +190,9 @@ export function removeAccount(m: Metrics, account: string, info?: { name: string
   for (const reason of new Set<string>([...TRANSFER_FAILURE_REASONS])) m.transferFailures.remove({ account, reason });
   for (const reason of new Set<string>([...SKIP_REASONS, ...TRANSFER_SKIP_REASONS])) m.topupsSkipped.remove({ account, reason });
   for (const action of ['topup', 'transfer']) m.refilledEuros.remove({ account, action });
+  m.burnRate.remove(one);
+  m.runway.remove(one);
+  for (const trigger of REFILL_TRIGGERS) m.refillTriggers.remove({ account, trigger });
   for (const endpoint of [...ENDPOINTS, ...SUBACCOUNT_ENDPOINTS]) m.requestDuration.remove({ account, endpoint });
   m.accountInfo.remove({ account, name: info?.name ?? account, primary: info?.primary ?? '' });
 }

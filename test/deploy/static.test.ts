@@ -61,6 +61,9 @@ const CONTRACT_METRICS = [
   'vonage_balance_transfer_failures_total',
   'vonage_balance_transferred_euros_total',
   'vonage_refilled_euros_total',
+  'vonage_balance_burn_rate_euros_per_second',
+  'vonage_balance_runway_seconds',
+  'vonage_refill_triggers_total',
   'vonage_watchdog_config_last_reload_successful',
   'vonage_watchdog_config_last_reload_success_timestamp_seconds',
 ];
@@ -71,7 +74,7 @@ const CONTRACT_ENV = [
   'VONAGE_API_KEY', 'VONAGE_API_KEY_FILE', 'VONAGE_API_SECRET', 'VONAGE_API_SECRET_FILE',
   'VONAGE_TOPUP_TRX', 'VONAGE_TOPUP_TRX_FILE', 'VONAGE_ACCOUNT_NAME', 'VONAGE_BASE_URL',
   'VONAGE_ALLOW_CUSTOM_BASE_URL', 'VONAGE_AUTH', 'TOPUP_THRESHOLD', 'TOPUP_COOLDOWN',
-  'TOPUP_MAX_PER_DAY', 'TOPUP_ENABLED', 'DRY_RUN', 'POLL_SCHEDULE', 'HTTP_TIMEOUT', 'STATE_DIR',
+  'TOPUP_MAX_PER_DAY', 'TOPUP_LEAD_TIME', 'TOPUP_ENABLED', 'DRY_RUN', 'POLL_SCHEDULE', 'HTTP_TIMEOUT', 'STATE_DIR',
   'METRICS_HOST', 'METRICS_PORT', 'METRICS_AUTH_TOKEN', 'METRICS_AUTH_TOKEN_FILE', 'LOG_LEVEL',
   'LOG_FORMAT',
 ];

@@ -20,6 +20,7 @@ export function account(baseUrl: string, overrides: Partial<AccountConfig> = {})
     maxPerDay: 3,
     topupEnabled: true,
     dryRun: false,
+    leadTimeMs: 0,
     ...overrides,
   };
 }
