@@ -62,6 +62,8 @@ describe('daemon end to end', () => {
     s.setBalance(17);
     await waitFor(() => d.output().includes('a rule holds the top-up back'), 15_000, d.output);
     expect(s.appliedTopUps()).toHaveLength(1);
+    // Held by the forecast is not a skip: the balance never was below the threshold.
+    expect(await metricValue(d.url, 'vonage_topups_skipped_total{account="e2e",reason="cooldown"}')).toBe(0);
     const status = (await (await fetch(`${d.url}/status`)).json()) as { accounts: { forecast: { confidence: string; leadTimeSeconds: number; runwaySeconds: number | null } }[] };
     expect(status.accounts[0]!.forecast).toMatchObject({ leadTimeSeconds: 30 });
     expect(['low', 'high']).toContain(status.accounts[0]!.forecast.confidence);

@@ -268,3 +268,49 @@ describe('ForecastTracker: one account between readings', () => {
     expect(t.due(0, 50, false)).toMatchObject({ reason: 'insufficient_history', intervalMs: scale.pollIntervalMs });
   });
 });
+
+describe('the forecast never spends where it has no evidence (review)', () => {
+  const settings: PolicySettings = { threshold: 10, cooldownMs: 15 * 60_000, maxPerDay: 3, topupEnabled: true, dryRun: false, maxReadingAgeMs: 120_000 };
+  const POLL = 60 * S;
+  const LEAD = 3_600 * S;
+
+  it('no history, the balance exactly at the threshold: the reactive rule refuses, and so does the forecast', () => {
+    const t = new ForecastTracker({ pollIntervalMs: POLL, maxIntervalMs: POLL, leadTimeMs: LEAD }, settings.threshold);
+    const now = 1_000_000;
+    t.observe({ at: now, balance: 10 });
+    const reading = { value: 10, autoReload: true, at: now, mono: now };
+    const ledger = { writable: true, attempts: [] };
+    expect(decide(reading, settings, ledger, now, now).action).toBe('none');
+    expect(decideWithForecast(reading, settings, ledger, now, now, { runwayMs: t.runwaySeconds(10) * 1000, leadTimeMs: LEAD }).action).not.toBe('topup');
+  });
+
+  it('one burst, a refill, then no spending: at most the one predictive top-up, never one after every cooldown', () => {
+    const t = new ForecastTracker({ pollIntervalMs: POLL, maxIntervalMs: POLL, leadTimeMs: LEAD }, settings.threshold);
+    const attempts: Attempt[] = [];
+    let balance = 100;
+    let sent = 0;
+    const t0 = 10_000_000;
+    for (let i = 0; i <= 60; i++) {
+      const now = t0 + i * POLL;
+      if (i === 5) balance = 15; // one big spend (or a one-off bad reading), above the threshold
+      t.observe({ at: now, balance });
+      const d = decideWithForecast({ value: balance, autoReload: true, at: now, mono: now }, settings, { writable: true, attempts }, now, now, { runwayMs: t.runwaySeconds(balance) * 1000, leadTimeMs: LEAD });
+      if (d.action === 'topup') {
+        sent++;
+        attempts.push({ id: String(i), at: now, mono: now, outcome: 'success', balanceBefore: balance });
+        balance += 100;
+      }
+    }
+    expect(sent).toBeLessThanOrEqual(1);
+  });
+
+  it('after a rise the history starts again: the forecast needs fresh spending before it may act', () => {
+    const t = new ForecastTracker(scale, 10);
+    for (const x of trace(20, { rate: 0.5, start: 100 })) t.observe(x);
+    expect(t.estimate.confidence).not.toBe('insufficient');
+    t.observe({ at: 20 * 10 * S, balance: 200 });
+    expect(t.estimate.confidence).toBe('insufficient');
+    expect(t.runwaySeconds(200)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+

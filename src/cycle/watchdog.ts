@@ -175,7 +175,7 @@ export class Watchdog {
       this.lastRunwaySeconds = this.forecast.runwaySeconds(reading.value);
       metrics.burnRate.set(this.label, estimate.rate);
       metrics.runway.set(this.label, this.lastRunwaySeconds);
-      if (this.deps.account.leadTimeMs > 0) forecast = { runwayMs: this.lastRunwaySeconds * 1000, leadTimeMs: this.deps.account.leadTimeMs };
+      if (this.deps.account.leadTimeMs > 0 && estimate.confidence !== 'insufficient') forecast = { runwayMs: this.lastRunwaySeconds * 1000, leadTimeMs: this.deps.account.leadTimeMs };
     }
     // Decision and record in one synchronous step (ledger.claim): nothing can run in between.
     const claim = ledger.claim(reading, this.settings(), this.monoNow(), forecast);
@@ -198,8 +198,9 @@ export class Watchdog {
     }
     if (claim.attempt) {
       const trigger = decision.action === 'topup' && decision.trigger === 'forecast' ? 'forecast' : 'threshold';
-      metrics.refillTriggers.inc({ ...this.label, trigger });
       result.topUp = await this.topUp(reading, claim.attempt, trigger);
+      // Top-ups sent, as vonage_topups_total counts them: a refused connection sent nothing.
+      if (result.topUp.outcome !== 'not_sent') metrics.refillTriggers.inc({ ...this.label, trigger });
       result.ok = result.topUp.outcome === 'success';
     }
     this.refreshLedgerMetrics();

@@ -7,6 +7,9 @@
 import { estimateBurn, historyWindowMs, runwaySeconds, type BalanceSample, type BurnEstimate, type ForecastScale } from './burn-rate.js';
 import { nextDue, surprised, type Due, type PollState } from './due-time.js';
 
+/** Half a cent: a smaller change is float noise, not a refill. */
+const RISE = 0.005;
+
 export class ForecastTracker {
   private readonly samples: BalanceSample[] = [];
   private before: BurnEstimate | undefined;
@@ -25,6 +28,11 @@ export class ForecastTracker {
   observe(sample: BalanceSample): BurnEstimate {
     const newest = this.samples[this.samples.length - 1];
     if (newest !== undefined && sample.at <= newest.at) return this.current;
+    // A rise is a refill (ours, a transfer, Vonage's own reload): the spending before it says little
+    // about the balance after it, and a burst kept from before would ask for refill after refill
+    // on an account that stopped spending. The history starts again from the risen reading, so a
+    // forecast needs fresh evidence (MIN_INTERVALS spending intervals) before it may act again.
+    if (newest !== undefined && sample.balance > newest.balance + RISE) this.samples.length = 0;
     this.samples.push(sample);
     const from = sample.at - historyWindowMs(this.scale);
     let drop = 0;

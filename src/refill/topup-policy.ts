@@ -208,6 +208,9 @@ export function decideWithForecast(reading: Reading | undefined, settings: Polic
   const reactive = decide(reading, settings, ledger, now, monoNow);
   if (reactive.action === 'topup') return { ...reactive, trigger: 'threshold' };
   if (!reading || reactive.action !== 'none' || reactive.why !== 'above_threshold') return reactive;
+  // Only strictly above the threshold: at it, the reactive rule governs (a runway of 0 there says
+  // nothing about spending, and with too little history it would be the forecast's only input).
+  if (!(reading.value > settings.threshold)) return reactive;
   if (forecast === undefined || !(forecast.leadTimeMs > 0) || !(forecast.runwayMs <= forecast.leadTimeMs)) return reactive;
   const justBelow = { ...reading, value: settings.threshold - 0.01 };
   const d = decide(justBelow, settings, ledger, now, monoNow);
