@@ -213,54 +213,55 @@ const keyScans = new Map<string, { size: number; mtimeMs: number; keys: Set<stri
 const failedLoads = new Map<string, { size: number; mtimeMs: number; problem: string }>();
 const KEY_IN_RECORD = /"key":"([0-9a-f]{16})"/g;
 const SCAN_CHUNK = 1024 * 1024;
-/** Longer than any `"key":"<16 hex>"`: a match split between two chunks is whole in one of them. */
+/** Longer than any `"key":"<16 hex>"` (23 bytes). */
 const SCAN_OVERLAP = 64;
 
 type FileStat = { ino: number; size: number; mtimeMs: number; dev: number };
 const identity = (st: FileStat) => `${st.dev}:${st.ino}`;
 
 /**
- * The fingerprints the file behind `fd` mentions, by a plain text search in chunks: it works on a
- * file whose records cannot all be parsed, which is when it matters most, and on any size.
+ * Reads the file behind `fd` in chunks of SCAN_CHUNK, each handed to `visit` with the last
+ * `overlap` bytes of the one before it, so that a needle shorter than `overlap` is whole in some
+ * chunk wherever it falls. Stops early when `visit` returns true; says whether it did.
+ */
+function scanChunks(fd: number, overlap: number, visit: (chunk: Buffer) => boolean): boolean {
+  const buf = Buffer.alloc(SCAN_CHUNK + overlap);
+  let carried = 0;
+  let at = 0;
+  for (;;) {
+    const n = readSync(fd, buf, carried, SCAN_CHUNK, at);
+    if (n <= 0) return false;
+    at += n;
+    const chunk = buf.subarray(0, carried + n);
+    if (visit(chunk)) return true;
+    carried = Math.min(overlap, chunk.length);
+    buf.copy(buf, 0, chunk.length - carried, chunk.length);
+  }
+}
+
+/**
+ * The fingerprints the file behind `fd` mentions, by a plain text search: it works on a file
+ * whose records cannot all be parsed, which is when it matters most, and on any size.
  */
 function keysMentioned(fd: number, st: FileStat): Set<string> {
   const id = identity(st);
   const cached = keyScans.get(id);
   if (cached && cached.size === st.size && cached.mtimeMs === st.mtimeMs) return cached.keys;
   const keys = new Set<string>();
-  const buf = Buffer.alloc(SCAN_CHUNK + SCAN_OVERLAP);
-  let carried = 0;
-  let at = 0;
-  for (;;) {
-    const n = readSync(fd, buf, carried, SCAN_CHUNK, at);
-    if (n <= 0) break;
-    at += n;
-    const text = buf.subarray(0, carried + n).toString('latin1');
-    for (const m of text.matchAll(KEY_IN_RECORD)) keys.add(m[1]!);
-    carried = Math.min(SCAN_OVERLAP, carried + n);
-    buf.copy(buf, 0, carried === SCAN_OVERLAP ? text.length - SCAN_OVERLAP : 0, text.length);
-  }
+  scanChunks(fd, SCAN_OVERLAP, (chunk) => {
+    for (const m of chunk.toString('latin1').matchAll(KEY_IN_RECORD)) keys.add(m[1]!);
+    return false;
+  });
   if (keyScans.size >= 10_000) keyScans.clear(); // files replaced by compaction leave entries behind
   keyScans.set(id, { size: st.size, mtimeMs: st.mtimeMs, keys });
   return keys;
 }
 
 /** Whether the file's text names this account the way records before fingerprints did. */
-function namesAccount(fd: number, st: FileStat, names: readonly string[]): boolean {
+function namesAccount(fd: number, names: readonly string[]): boolean {
   const needles = names.map((n) => Buffer.from(`"account":${JSON.stringify(n)}`, 'utf8'));
-  const buf = Buffer.alloc(SCAN_CHUNK + 1024);
-  let at = 0;
-  let carried = 0;
-  while (at < st.size) {
-    const n = readSync(fd, buf, carried, SCAN_CHUNK, at);
-    if (n <= 0) break;
-    at += n;
-    const view = buf.subarray(0, carried + n);
-    if (needles.some((needle) => view.includes(needle))) return true;
-    carried = Math.min(1024, view.length);
-    buf.copy(buf, 0, view.length - carried, view.length);
-  }
-  return false;
+  const overlap = Math.max(...needles.map((x) => x.length));
+  return scanChunks(fd, overlap, (chunk) => needles.some((needle) => chunk.includes(needle)));
 }
 
 export class FileLedger implements Ledger {
@@ -855,7 +856,7 @@ export class FileLedger implements Ledger {
           failedLoads.set(id, { size: st.size, mtimeMs: st.mtimeMs, problem: loaded.problem });
           // It may hold this key's charge: by its fingerprint, or (records before fingerprints) by
           // this account's name or API key, or by the file name earlier versions gave this account.
-          const legacy = isNew && ((this.kind === 'topups' && name === legacyLedgerFileName(this.account)) || namesAccount(fd, st, [this.account, this.options.apiKey]));
+          const legacy = isNew && ((this.kind === 'topups' && name === legacyLedgerFileName(this.account)) || namesAccount(fd, [this.account, this.options.apiKey]));
           if (mentions || legacy) return refuse(name, `cannot be trusted (${loaded.problem})`);
           continue;
         }
