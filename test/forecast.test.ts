@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { estimateBurn, historyWindowMs, runwaySeconds, type BalanceSample, type ForecastScale } from '../src/forecast/burn-rate.js';
 import { nextDue, surprised, type PollState } from '../src/forecast/due-time.js';
-import { ForecastTracker } from '../src/forecast/tracker.js';
+import { ForecastTracker, MAX_SAMPLES } from '../src/forecast/tracker.js';
 import { decide, decideWithForecast, type Attempt, type PolicySettings, type Reading } from '../src/refill/topup-policy.js';
 
 const S = 1000;
@@ -259,6 +259,13 @@ describe('ForecastTracker: one account between readings', () => {
     t.observe({ at: at + 10 * S, balance: s[s.length - 1]!.balance - 1 });
     expect(t.due(at + 10 * S, 50, false)).toMatchObject({ reason: 'surprise', intervalMs: scale.pollIntervalMs });
     expect(t.runwaySeconds(5)).toBe(0);
+  });
+
+  it('keeps at most MAX_SAMPLES readings, even when the window would hold more (a one-second schedule, a day of lead time)', () => {
+    const t = new ForecastTracker({ pollIntervalMs: S, maxIntervalMs: S, leadTimeMs: 86_400 * S }, 10);
+    for (const x of trace(5_000, { rate: 0.0001, every: S, start: 100 })) t.observe(x);
+    expect(t.estimate.intervals).toBe(MAX_SAMPLES - 1);
+    expect(t.estimate.rate).toBeCloseTo(0.0001, 9);
   });
 
   it('falls back to the fastest poll and no runway with too little history', () => {

@@ -7,6 +7,12 @@
 import { estimateBurn, historyWindowMs, runwaySeconds, type BalanceSample, type BurnEstimate, type ForecastScale } from './burn-rate.js';
 import { nextDue, surprised, type Due, type PollState } from './due-time.js';
 
+/**
+ * Readings kept at most, whatever the window: every reading costs a pass of the estimator, and a
+ * one-second schedule with a 24 h lead time would otherwise keep 345,600 per account. Holt's
+ * smoothing has forgotten a reading long before 2,000 more; only the burst window is cut short.
+ */
+export const MAX_SAMPLES = 2_000;
 /** Half a cent: a smaller change is float noise, not a refill. */
 const RISE = 0.005;
 
@@ -35,7 +41,7 @@ export class ForecastTracker {
     if (newest !== undefined && sample.balance > newest.balance + RISE) this.samples.length = 0;
     this.samples.push(sample);
     const from = sample.at - historyWindowMs(this.scale);
-    let drop = 0;
+    let drop = Math.max(0, this.samples.length - MAX_SAMPLES);
     while (drop < this.samples.length - 1 && this.samples[drop]!.at < from) drop++;
     if (drop > 0) this.samples.splice(0, drop);
     this.before = this.current;
