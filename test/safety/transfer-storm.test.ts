@@ -513,8 +513,13 @@ describe('kill -9 storm over balance transfers (fleet: a primary and its subacco
     // 62 EUR over a reserve of 50 at 5 EUR a transfer: room for two.
     const subs = ['sub-a', 'sub-b', 'sub-c'].map((apiKey) => ({ apiKey, cooldownMs: 1000, maxPerDay: 1000 }));
     const group = fleetGroup(subs, { transferAmount: 5, primaryReserve: 50 });
-    const { r, applied } = await auditedStorm({ label: 'reserve-storm', restarts: 12, group, primaryBalance: 62, rand: prng(seed), outputs });
-    expect(applied.length).toBeGreaterThanOrEqual(1);
+    const { r, applied, attempts } = await auditedStorm({ label: 'reserve-storm', restarts: 12, group, primaryBalance: 62, rand: prng(seed), outputs });
+    // Not vacuous: the daemon decided to spend the room. Whether any of it reached Vonage depends
+    // on where the kills fell: an attempt killed before it was sent holds the reserve until the
+    // history shows it absent (five minutes, longer than the storm), so none applied is a safe end.
+    const spent = attempts.filter(mayHaveMoved);
+    expect(spent.length).toBeGreaterThanOrEqual(1);
+    expect(spent.length, 'the ledger never planned more than the reserve leaves room for').toBeLessThanOrEqual(2);
     expect(applied.length).toBeLessThanOrEqual(2);
     expect(r.restarts.filter((x) => x.sawCap).length).toBeGreaterThanOrEqual(4);
   });
