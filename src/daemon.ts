@@ -20,7 +20,7 @@ import { addLogSecrets, createLogger, type Logger } from './observe/log.js';
 import { addAccount, createMetrics, removeAccount, type Metrics } from './observe/metrics.js';
 import { createScheduler, type Scheduler } from './cycle/scheduler.js';
 import { DEFAULT_LEASE_MS, DEFAULT_PROBATION_MS, StateDir, type LockEvent } from './ledger/state-lock.js';
-import { scheduleIntervalMs } from './cycle/scheduler.js';
+import { scheduleIntervalMs, slotFinder } from './cycle/scheduler.js';
 import { VERSION } from './version.js';
 import { createVonageClient } from './vonage/account-client.js';
 import { Watchdog, type CycleResult } from './cycle/watchdog.js';
@@ -119,20 +119,22 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       deps.logDestination,
     );
   const stateDir = StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) });
-  // Polls come at the schedule's pace (no adaptive polling yet): the fastest and the slowest poll are one.
+  // The schedule's tick is the fastest poll; POLL_MAX_INTERVAL the slowest of an adaptive account.
   const pollIntervalMs = scheduleIntervalMs(config.pollSchedule, now());
-  const forecastScale = { pollIntervalMs, maxIntervalMs: pollIntervalMs, leadTimeMs: 0 };
+  const slotAtOrAfter = slotFinder(config.pollSchedule);
+  const scaleOf = (a: AccountConfig) => ({ pollIntervalMs, maxIntervalMs: a.pollAdaptive ? Math.max(pollIntervalMs, a.pollMaxIntervalMs) : pollIntervalMs, leadTimeMs: a.leadTimeMs });
   const buildUnit = (account: AccountConfig): Unit => {
-    addAccount(metrics, account);
+    const forecastScale = scaleOf(account);
+    addAccount(metrics, { ...account, pollMaxIntervalSeconds: forecastScale.maxIntervalMs / 1000 });
     const accountLog = log.child({ account: account.name });
     const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
     const observe = (endpoint: Endpoint, seconds: number) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds);
     const client = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now, monoNow, observe });
-    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS, forecastScale });
+    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS, forecastScale, slotAtOrAfter });
     const unit: Unit = { account, watchdog, ledger };
     if (account.subaccounts) {
       const transfers = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });
-      const observer = observeGroup({ metrics, log, primary: account.name, primaryKey: account.apiKey });
+      const observer = observeGroup({ metrics, log, primary: account.name, primaryKey: account.apiKey, pollMaxIntervalSeconds: forecastScale.maxIntervalMs / 1000 });
       const group = new SubaccountGroup({
         primary: account as AccountConfig & { subaccounts: SubaccountsConfig },
         client: createSubaccountsClient({ primaryApiKey: account.apiKey, apiSecret: account.apiSecret, baseUrl: account.subaccountsBaseUrl, timeoutMs: config.httpTimeoutMs, now, monoNow, observe }),
@@ -143,12 +145,14 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
         now,
         monoNow,
         httpTimeoutMs: config.httpTimeoutMs,
+        forecastScale,
+        slotAtOrAfter,
       });
       unit.group = { group, ledger: transfers, observer };
     }
     return unit;
   };
-  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep });
+  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep, tickMs: pollIntervalMs, monoNow });
   for (const w of config.warnings) log.warn(w);
   return {
     log,
@@ -287,12 +291,14 @@ export interface Watched {
   name: string;
   lastSuccessMono: number | undefined;
   lastPollOk: boolean;
+  /** The longest it goes unpolled while all is well (POLL_MAX_INTERVAL when adaptive). */
+  maxIntervalMs?: number;
 }
 
 export function watchedOf(units: readonly Unit[]): Watched[] {
   return units.flatMap((u) => [
-    u.watchdog,
-    ...(u.group ? [{ name: `${u.account.name} (subaccounts)`, lastSuccessMono: u.group.group.lastSuccessMono, lastPollOk: u.group.group.lastPollOk }] : []),
+    { name: u.watchdog.name, lastSuccessMono: u.watchdog.lastSuccessMono, lastPollOk: u.watchdog.lastPollOk, maxIntervalMs: u.watchdog.maxIntervalMs },
+    ...(u.group ? [{ name: `${u.account.name} (subaccounts)`, lastSuccessMono: u.group.group.lastSuccessMono, lastPollOk: u.group.group.lastPollOk, maxIntervalMs: u.watchdog.maxIntervalMs }] : []),
   ]);
 }
 
@@ -301,12 +307,14 @@ export function watchedOf(units: readonly Unit[]): Watched[] {
  * otherwise 200, naming the accounts that are failing, so that one bad account never takes the
  * pod out of a Service. Ages on the monotonic clock: a backward step must not fake freshness.
  */
-export function readiness(watched: readonly Watched[], monoNow: number, staleAfterMs: number): Probe & { failing?: string[] } {
+export function readiness(watched: readonly Watched[], monoNow: number, staleAfterMs: number, cycleBound = 0): Probe & { failing?: string[] } {
   const failing: string[] = [];
   for (const w of watched) {
+    // An adaptive account is read as rarely as POLL_MAX_INTERVAL: that is not staleness.
+    const bound = Math.max(staleAfterMs, 2 * (w.maxIntervalMs ?? 0) + cycleBound);
     if (w.lastSuccessMono === undefined) failing.push(`${w.name}: no successful balance poll yet`);
     else if (!w.lastPollOk) failing.push(`${w.name}: the latest balance poll failed`);
-    else if (monoNow - w.lastSuccessMono > staleAfterMs) failing.push(`${w.name}: last successful poll is ${Math.round((monoNow - w.lastSuccessMono) / 1000)}s old`);
+    else if (monoNow - w.lastSuccessMono > bound) failing.push(`${w.name}: last successful poll is ${Math.round((monoNow - w.lastSuccessMono) / 1000)}s old`);
   }
   if (watched.length > 0 && failing.length === watched.length) return { ok: false, reason: failing.length === 1 ? failing[0]! : `no account has a fresh reading: ${failing.join('; ')}` };
   return failing.length > 0 ? { ok: true, failing } : { ok: true };
@@ -347,7 +355,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const staleAfterMs = 2 * scheduler.intervalMs + cycleBoundMs(config.httpTimeoutMs);
 
   const health = (): Probe => scheduler.health(staleAfterMs);
-  const ready = (): Probe => readiness(watchedOf(fleet.units), parts.monoNow(), staleAfterMs);
+  const ready = (): Probe => readiness(watchedOf(fleet.units), parts.monoNow(), staleAfterMs, cycleBoundMs(config.httpTimeoutMs));
   const server = createHttpServer({
     registry: metrics.registry,
     health,
@@ -363,12 +371,12 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         now: new Date(now()).toISOString(),
         nextPoll,
         accounts: fleet.units.flatMap((u): Record<string, unknown>[] => {
-          const own = { ...u.watchdog.status(), name: u.account.name, primary: null, nextPoll };
+          const own = { ...u.watchdog.status(), name: u.account.name, primary: null };
           if (!u.group) return [own];
           const g = u.group.group.status();
           return [
             { ...own, subaccounts: { watched: g.subaccounts.length, missing: g.missing, unreadable: g.unreadable, notWatchedHere: g.elsewhere, lastList: g.lastPoll, refill: u.group.group.config.refill, primaryReserve: u.group.group.config.primaryReserve, maxTransferredPerDay: u.group.group.config.maxTransferredPerDay } },
-            ...g.subaccounts.map((sub) => ({ ...sub, nextPoll })),
+            ...g.subaccounts.map((sub) => ({ ...sub })),
           ];
         }),
       };

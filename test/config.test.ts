@@ -81,6 +81,8 @@ describe('good configurations', () => {
           topupEnabled: true,
           dryRun: false,
           leadTimeMs: 0,
+          pollAdaptive: false,
+          pollMaxIntervalMs: 600_000,
           subaccountsBaseUrl: 'https://api.nexmo.com',
         },
       ],
@@ -309,6 +311,10 @@ const BAD: Bad[] = [
   ...['24h1s', '2d', '-1s', '5', 'soon'].map((t) =>
     bad(`lead time ${JSON.stringify(t)}`, { ...MINIMAL, TOPUP_LEAD_TIME: t }, ['TOPUP_LEAD_TIME']),
   ),
+  ...['0s', '999ms', '24h1s', '2d', '-1s', '10', 'often'].map((t) =>
+    bad(`poll max interval ${JSON.stringify(t)}`, { ...MINIMAL, POLL_MAX_INTERVAL: t }, ['POLL_MAX_INTERVAL']),
+  ),
+  bad('poll adaptive', { ...MINIMAL, POLL_ADAPTIVE: 'sometimes' }, ['POLL_ADAPTIVE'], /true\/false/),
   ...['0', '1001', '1.5', '-1', 'three', '3e0', '0x3'].map((t) =>
     bad(`max per day ${JSON.stringify(t)}`, { ...MINIMAL, TOPUP_MAX_PER_DAY: t }, ['TOPUP_MAX_PER_DAY'], /whole number from 1 to 1000/),
   ),

@@ -98,6 +98,8 @@ describe('good files', () => {
           topupEnabled: false,
           dryRun: false,
           leadTimeMs: 0,
+          pollAdaptive: false,
+          pollMaxIntervalMs: 600_000,
           subaccountsBaseUrl: 'https://api.nexmo.com',
         },
       ],
@@ -123,6 +125,8 @@ describe('good files', () => {
       topupEnabled: true,
       dryRun: false,
       leadTimeMs: 0,
+      pollAdaptive: false,
+      pollMaxIntervalMs: 600_000,
       subaccountsBaseUrl: 'https://api.nexmo.com',
       subaccounts: {
         watch: 'all',
@@ -235,6 +239,19 @@ accounts:
     ]);
   });
 
+  test('pollAdaptive and pollMaxInterval per account: the account, else the defaults, else POLL_ADAPTIVE / POLL_MAX_INTERVAL from the environment', () => {
+    const text = `
+defaults: {pollAdaptive: true}
+accounts:
+  - {apiKey: k1, apiSecretFile: /run/secrets/us_secret, threshold: 1, pollMaxInterval: 30s}
+  - {apiKey: k2, apiSecretFile: /run/secrets/us_secret, threshold: 1, pollAdaptive: false}
+`;
+    const fromEnv = parseFleetFile(text, { path: '/etc/fleet.yaml', env: ENV, readFile: reader(FILES), poll: { adaptive: false, maxIntervalMs: 120_000 } }).accounts;
+    expect(fromEnv.map((a) => [a.pollAdaptive, a.pollMaxIntervalMs])).toEqual([[true, 30_000], [false, 120_000]]);
+    const none = parse(`accounts:\n  - {apiKey: k1, apiSecretFile: /run/secrets/us_secret, threshold: 1}\n`).accounts[0]!;
+    expect([none.pollAdaptive, none.pollMaxIntervalMs]).toEqual([false, 600_000]);
+  });
+
   test('leadTime (TOPUP_LEAD_TIME) per account, from the defaults unless the account sets its own; 0s by default', () => {
     const { accounts } = parse(`
 defaults: {leadTime: 5m}
@@ -280,7 +297,7 @@ const BAD: Bad[] = [
     'accounts[0].DryRun: unknown key; did you mean dryRun?',
   ]],
   ['far-off key lists the known ones', acct('colour: red'), [/^accounts\[0\]\.colour: unknown key; known keys: name, apiKey, /]],
-  ['defaults key not allowed there', 'defaults: {baseUrl: x}\n' + acct(''), [/^defaults\.baseUrl: unknown key; known keys: threshold, cooldown, maxPerDay, leadTime, topupEnabled, dryRun$/]],
+  ['defaults key not allowed there', 'defaults: {baseUrl: x}\n' + acct(''), [/^defaults\.baseUrl: unknown key; known keys: threshold, cooldown, maxPerDay, leadTime, pollAdaptive, pollMaxInterval, topupEnabled, dryRun$/]],
   ['missing api key, secret and threshold', 'accounts:\n  - name: x\n', [
     'accounts[0].apiSecret: required: apiSecretFile: /path/to/file, or apiSecret: ${env:NAME}',
     'accounts[0].apiKey: required (the Vonage API key), or apiKeyFile: /path/to/file',
@@ -343,6 +360,11 @@ const BAD: Bad[] = [
   ['subaccounts: refill value, watch value', subs('watch: some\nrefill: move'), [
     'accounts[0].subaccounts.watch: must be all, or a list of subaccount API keys (got "some")',
     'accounts[0].subaccounts.refill: must be transfer or none (got "move")',
+  ]],
+  ['poll settings out of range, in an account and in the defaults', 'defaults: {pollMaxInterval: 500ms, pollAdaptive: often}\n' + acct('pollMaxInterval: 25h'), [
+    /^defaults\.pollAdaptive: /,
+    'defaults.pollMaxInterval: must be a duration from 1s to 24h such as 30s, 10m or 1h (got "500ms")',
+    'accounts[0].pollMaxInterval: must be a duration from 1s to 24h such as 30s, 10m or 1h (got "25h")',
   ]],
   ['lead time out of range, in an account and in the defaults', 'defaults: {leadTime: 2d}\n' + acct('leadTime: soon'), [
     'defaults.leadTime: must be a duration from 0s to 24h such as 0s, 90s or 5m (got "2d")',

@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
+import { scheduleIntervalMs } from '../cycle/scheduler.js';
 import { z } from 'zod';
 import { formatDuration, parseDuration } from './duration.js';
 // A cycle: fleet-file.ts uses this module's helpers, and loadConfig calls it. Neither module
@@ -33,6 +34,10 @@ export interface AccountConfig {
   dryRun: boolean;
   /** TOPUP_LEAD_TIME: top up when the forecast says the threshold is this close (0: reactive only). */
   leadTimeMs: number;
+  /** POLL_ADAPTIVE: polled only when due by its forecast (POLL_SCHEDULE is the fastest tick). */
+  pollAdaptive: boolean;
+  /** POLL_MAX_INTERVAL: the longest an adaptive account goes unpolled. */
+  pollMaxIntervalMs: number;
   /** Root of the Subaccounts API (https://api.nexmo.com unless the fleet file says otherwise). */
   subaccountsBaseUrl: string;
   /** Only from ACCOUNTS_FILE: the primary's subaccounts to watch and refill. */
@@ -135,6 +140,8 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
   variable('TOPUP_ENABLED', 'true', 'false = watch and report only'),
   variable('DRY_RUN', 'false', 'decide and report, never send a top-up'),
   variable('POLL_SCHEDULE', '* * * * *', 'node-cron expression (5 or 6 fields) for balance polls'),
+  variable('POLL_ADAPTIVE', 'false', 'poll only as often as the forecast needs: POLL_SCHEDULE is then the fastest tick, POLL_MAX_INTERVAL the slowest'),
+  variable('POLL_MAX_INTERVAL', '10m', 'with POLL_ADAPTIVE, the longest time between two polls of the account (1s-24h)'),
   variable('POLL_CONCURRENCY', '8', 'how many accounts are polled at once (1-64)'),
   variable('HTTP_TIMEOUT', '10s', 'bound on each request to Vonage'),
   variable('STATE_DIR', './data', 'where the top-up ledger is kept'),
@@ -215,6 +222,10 @@ export const DEFAULT_SUBACCOUNTS_BASE_URL = 'https://api.nexmo.com';
 const COOLDOWN_MIN_MS = 1_000;
 /** TOPUP_LEAD_TIME: up to a day ahead. */
 export const LEAD_TIME_MAX_MS = 86_400_000;
+/** POLL_MAX_INTERVAL: seconds must work (operators test on compressed time), up to a day. */
+const POLL_MAX_INTERVAL_MIN_MS = 1_000;
+const POLL_MAX_INTERVAL_MAX_MS = 86_400_000;
+const POLL_MAX_INTERVAL_DEFAULT_MS = 600_000;
 const COOLDOWN_MAX_MS = 7 * 86_400_000;
 // Vonage's own auto-reload checks the balance every 5-10 minutes; below that, both can fire.
 const COOLDOWN_ADVISED_MS = 10 * 60_000;
@@ -237,6 +248,9 @@ export const LIMITS = Object.freeze({
   THRESHOLD_MAX,
   MAX_PER_DAY_MAX,
   LEAD_TIME_MAX_MS,
+  POLL_MAX_INTERVAL_MIN_MS,
+  POLL_MAX_INTERVAL_MAX_MS,
+  POLL_MAX_INTERVAL_DEFAULT_MS,
 });
 
 const WITHHELD = '<withheld: it matches a secret>';
@@ -701,6 +715,17 @@ function checkSchedule(c: Checker): string | undefined {
   return c.problem(name, `must be a node-cron expression with 5 or 6 fields${why} (got ${quoted})`);
 }
 
+/** POLL_MAX_INTERVAL below the schedule's own interval cannot be honoured: the tick is the fastest poll. */
+function warnSlowSchedule(c: Checker, accounts: readonly AccountConfig[], pollSchedule: string): void {
+  const tickMs = scheduleIntervalMs(pollSchedule);
+  const where = (a: AccountConfig, i: number) => (c.raw('ACCOUNTS_FILE') === undefined ? 'POLL_MAX_INTERVAL' : `accounts[${i}].pollMaxInterval (${a.name})`);
+  accounts.forEach((a, i) => {
+    if (a.pollAdaptive && a.pollMaxIntervalMs < tickMs) {
+      c.warnings.push(`${where(a, i)} is ${formatDuration(a.pollMaxIntervalMs)}, shorter than POLL_SCHEDULE's interval (${formatDuration(tickMs)}): the account is polled at every tick, as without POLL_ADAPTIVE`);
+    }
+  });
+}
+
 function checkStateDir(c: Checker): string | undefined {
   const name = 'STATE_DIR';
   const text = c.raw(name) ?? literalDefault(name);
@@ -733,11 +758,15 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
   const envSecrets = accountsFile === undefined ? ([c.sourced('VONAGE_API_SECRET'), c.sourced('VONAGE_TOPUP_TRX')] as const) : undefined;
   const tokenSource = c.sourced('METRICS_AUTH_TOKEN');
 
+  const poll: PollDefaults = {
+    pollAdaptive: c.boolean('POLL_ADAPTIVE'),
+    pollMaxIntervalMs: c.duration('POLL_MAX_INTERVAL', POLL_MAX_INTERVAL_MIN_MS, POLL_MAX_INTERVAL_MAX_MS),
+  };
   let accounts: AccountConfig[] | undefined;
   if (envSecrets !== undefined) {
-    accounts = accountFromEnv(c, ...envSecrets);
+    accounts = accountFromEnv(c, ...envSecrets, poll);
   } else if (accountsFile !== 'failed' && accountsFile !== undefined) {
-    accounts = accountsFromFile(c, accountsFile, env, readFile);
+    accounts = accountsFromFile(c, accountsFile, env, readFile, poll);
   }
   const authToken = checkAuthToken(c, tokenSource);
 
@@ -752,6 +781,7 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
   c.warnMisspelt();
 
   if (c.problems.length > 0) throw configError(c);
+  warnSlowSchedule(c, accounts!, pollSchedule!);
 
   // Every check above either returned a value or recorded a problem, so none is undefined here.
   const config: Config = {
@@ -793,7 +823,13 @@ function checkAccountsFile(c: Checker): string | 'failed' | undefined {
   return path;
 }
 
-function accountFromEnv(c: Checker, secretSource: Sourced, trxSource: Sourced): AccountConfig[] | undefined {
+/** POLL_ADAPTIVE and POLL_MAX_INTERVAL: the account's, or with ACCOUNTS_FILE every account's unless the file says. */
+interface PollDefaults {
+  pollAdaptive: boolean | undefined;
+  pollMaxIntervalMs: number | undefined;
+}
+
+function accountFromEnv(c: Checker, secretSource: Sourced, trxSource: Sourced, poll: PollDefaults): AccountConfig[] | undefined {
   const apiKey = checkApiKey(c);
   const apiSecret = checkApiSecret(c, secretSource);
   const topupEnabled = c.boolean('TOPUP_ENABLED');
@@ -828,12 +864,14 @@ function accountFromEnv(c: Checker, secretSource: Sourced, trxSource: Sourced): 
       topupEnabled: topupEnabled!,
       dryRun: dryRun!,
       leadTimeMs: leadTimeMs!,
+      pollAdaptive: poll.pollAdaptive!,
+      pollMaxIntervalMs: poll.pollMaxIntervalMs!,
       subaccountsBaseUrl: DEFAULT_SUBACCOUNTS_BASE_URL,
     },
   ];
 }
 
-function accountsFromFile(c: Checker, path: string, env: Env, readFile: ReadFile): AccountConfig[] | undefined {
+function accountsFromFile(c: Checker, path: string, env: Env, readFile: ReadFile, poll: PollDefaults): AccountConfig[] | undefined {
   const name = 'ACCOUNTS_FILE';
   let text: string;
   try {
@@ -843,7 +881,7 @@ function accountsFromFile(c: Checker, path: string, env: Env, readFile: ReadFile
   }
   if (typeof text !== 'string') return c.problem(name, `cannot read ${c.quote(path)} (reader returned no text)`);
   try {
-    const fleet = parseFleetFile(text, { path, env, readFile, knownSecrets: c.secretValues });
+    const fleet = parseFleetFile(text, { path, env, readFile, knownSecrets: c.secretValues, poll: { adaptive: poll.pollAdaptive ?? false, maxIntervalMs: poll.pollMaxIntervalMs ?? POLL_MAX_INTERVAL_DEFAULT_MS } });
     for (const a of fleet.accounts) {
       c.rememberSecret(a.apiSecret);
       if (a.trx !== undefined) c.rememberSecret(a.trx);
@@ -1032,6 +1070,10 @@ export function describeConfig(config: Config): Record<string, string> {
     config.accounts.forEach((a, i) => Object.assign(out, describeFleetAccount(a, `accounts[${i}]`)));
   }
   out.POLL_SCHEDULE = config.pollSchedule;
+  if (config.accountsFile === undefined) {
+    out.POLL_ADAPTIVE = String(config.accounts[0]?.pollAdaptive ?? false);
+    out.POLL_MAX_INTERVAL = formatDuration(config.accounts[0]?.pollMaxIntervalMs ?? POLL_MAX_INTERVAL_DEFAULT_MS);
+  }
   out.POLL_CONCURRENCY = String(config.pollConcurrency);
   out.HTTP_TIMEOUT = formatDuration(config.httpTimeoutMs);
   out.STATE_DIR = config.stateDir;
@@ -1053,6 +1095,8 @@ function describeFleetAccount(a: AccountConfig, p: string): Record<string, strin
     [`${p}.cooldown`]: formatDuration(a.cooldownMs),
     [`${p}.maxPerDay`]: String(a.maxPerDay),
     [`${p}.leadTime`]: formatDuration(a.leadTimeMs),
+    [`${p}.pollAdaptive`]: String(a.pollAdaptive),
+    [`${p}.pollMaxInterval`]: formatDuration(a.pollMaxIntervalMs),
     [`${p}.topupEnabled`]: a.trx === undefined ? 'false (no trx)' : String(a.topupEnabled),
     [`${p}.dryRun`]: String(a.dryRun),
     [`${p}.baseUrl`]: a.baseUrl,

@@ -57,6 +57,8 @@ export interface FleetFileContext {
   readFile: ReadFile;
   /** Secrets known already (METRICS_AUTH_TOKEN, say): withheld from messages too. */
   knownSecrets?: readonly string[];
+  /** POLL_ADAPTIVE and POLL_MAX_INTERVAL from the environment: for accounts that neither they nor the defaults set. */
+  poll?: { adaptive: boolean; maxIntervalMs: number };
 }
 
 export interface FleetFile {
@@ -65,7 +67,7 @@ export interface FleetFile {
 }
 
 const TOP_KEYS = ['defaults', 'accounts'] as const;
-const DEFAULT_KEYS = ['threshold', 'cooldown', 'maxPerDay', 'leadTime', 'topupEnabled', 'dryRun'] as const;
+const DEFAULT_KEYS = ['threshold', 'cooldown', 'maxPerDay', 'leadTime', 'pollAdaptive', 'pollMaxInterval', 'topupEnabled', 'dryRun'] as const;
 const ACCOUNT_KEYS = [
   'name',
   'apiKey',
@@ -78,6 +80,8 @@ const ACCOUNT_KEYS = [
   'cooldown',
   'maxPerDay',
   'leadTime',
+  'pollAdaptive',
+  'pollMaxInterval',
   'topupEnabled',
   'dryRun',
   'baseUrl',
@@ -154,6 +158,8 @@ interface Defaults {
   cooldownMs?: number;
   maxPerDay?: number;
   leadTimeMs?: number;
+  pollAdaptive?: boolean;
+  pollMaxIntervalMs?: number;
   topupEnabled?: boolean;
   dryRun?: boolean;
 }
@@ -361,11 +367,20 @@ class FleetParser {
 
   /** As TOPUP_LEAD_TIME: a duration from 0s to 24h. */
   private leadTime(path: string, value: Value | undefined): number | undefined {
+    return this.duration(path, value, 0, LIMITS.LEAD_TIME_MAX_MS, 'from 0s to 24h such as 0s, 90s or 5m');
+  }
+
+  /** As POLL_MAX_INTERVAL: a duration from 1s to 24h. */
+  private pollMaxInterval(path: string, value: Value | undefined): number | undefined {
+    return this.duration(path, value, LIMITS.POLL_MAX_INTERVAL_MIN_MS, LIMITS.POLL_MAX_INTERVAL_MAX_MS, 'from 1s to 24h such as 30s, 10m or 1h');
+  }
+
+  private duration(path: string, value: Value | undefined, min: number, max: number, range: string): number | undefined {
     if (value === undefined) return undefined;
     const t = this.text(path, value)?.trim();
     if (t === undefined) return undefined;
     const ms = parseDuration(t);
-    if (ms === undefined || ms < 0 || ms > LIMITS.LEAD_TIME_MAX_MS) return this.problemAt(path, `must be a duration from 0s to 24h such as 0s, 90s or 5m (got ${this.r.quote(t)})`);
+    if (ms === undefined || ms < min || ms > max) return this.problemAt(path, `must be a duration ${range} (got ${this.r.quote(t)})`);
     return ms;
   }
 
@@ -385,6 +400,8 @@ class FleetParser {
       cooldownMs: this.cooldown('defaults.cooldown', m.cooldown, 'topup'),
       maxPerDay: this.count('defaults.maxPerDay', m.maxPerDay),
       leadTimeMs: this.leadTime('defaults.leadTime', m.leadTime),
+      pollAdaptive: this.bool('defaults.pollAdaptive', m.pollAdaptive),
+      pollMaxIntervalMs: this.pollMaxInterval('defaults.pollMaxInterval', m.pollMaxInterval),
       topupEnabled: this.bool('defaults.topupEnabled', m.topupEnabled),
       dryRun: this.bool('defaults.dryRun', m.dryRun),
     };
@@ -521,6 +538,9 @@ class FleetParser {
     const cooldownMs = this.cooldown(`${path}.cooldown`, a.cooldown, 'topup') ?? (a.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
     const maxPerDay = this.count(`${path}.maxPerDay`, a.maxPerDay) ?? (a.maxPerDay === undefined ? (defaults.maxPerDay ?? DEFAULT_MAX_PER_DAY) : undefined);
     const leadTimeMs = this.leadTime(`${path}.leadTime`, a.leadTime) ?? (a.leadTime === undefined ? (defaults.leadTimeMs ?? 0) : undefined);
+    const pollAdaptive = this.bool(`${path}.pollAdaptive`, a.pollAdaptive) ?? (a.pollAdaptive === undefined ? (defaults.pollAdaptive ?? this.ctx.poll?.adaptive ?? false) : undefined);
+    const pollMaxIntervalMs =
+      this.pollMaxInterval(`${path}.pollMaxInterval`, a.pollMaxInterval) ?? (a.pollMaxInterval === undefined ? (defaults.pollMaxIntervalMs ?? this.ctx.poll?.maxIntervalMs ?? LIMITS.POLL_MAX_INTERVAL_DEFAULT_MS) : undefined);
     const ownTopup = this.bool(`${path}.topupEnabled`, a.topupEnabled);
     const ownDryRun = this.bool(`${path}.dryRun`, a.dryRun);
     const trx = secrets.trx === 'failed' ? undefined : secrets.trx;
@@ -549,6 +569,8 @@ class FleetParser {
       topupEnabled,
       dryRun,
       leadTimeMs: leadTimeMs!,
+      pollAdaptive: pollAdaptive!,
+      pollMaxIntervalMs: pollMaxIntervalMs!,
       subaccountsBaseUrl: subaccountsBaseUrl!,
     };
     if (subaccounts !== undefined) account.subaccounts = subaccounts;

@@ -10,6 +10,7 @@ import type { Ledger } from '../ledger/ledger.js';
 import type { GroupObserver } from '../observe/subaccount-events.js';
 import type { GroupResult, SubaccountGroup } from './subaccount-group.js';
 import type { CycleResult, Watchdog } from './watchdog.js';
+import { isDue } from '../forecast/due-time.js';
 
 export interface Unit {
   account: AccountConfig;
@@ -30,6 +31,9 @@ export interface FleetOptions {
   jitterMs: number;
   random?: () => number;
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** POLL_SCHEDULE's tick and the monotonic clock: an adaptive unit runs only at a tick it is due at. */
+  tickMs?: number;
+  monoNow?: () => number;
 }
 
 /** At most `limit` holders at once; waiters are served in arrival order. */
@@ -73,8 +77,15 @@ export class Fleet {
     return this.current;
   }
 
+  /**
+   * One tick: every unit that is due (all of them unless POLL_ADAPTIVE spaces some out). A
+   * primary with subaccounts runs whole when either its own balance or its list is due: its
+   * card top-up must be decided on a fresh reading before any transfer.
+   */
   async runCycle(signal?: AbortSignal): Promise<UnitResult[]> {
-    const units = this.current;
+    const tick = (this.options.monoNow ?? (() => performance.now()))();
+    const tickMs = this.options.tickMs ?? 0;
+    const units = this.current.filter((u) => !u.watchdog.adaptive || isDue(u.watchdog.nextPoll, tick, tickMs) || (u.group !== undefined && isDue(u.group.group.nextPoll, tick, tickMs)));
     const random = this.options.random ?? Math.random;
     // Jitter first, then a slot: a unit waiting out its random delay holds no slot, so the delay
     // spreads the requests without stretching the cycle (200 accounts: 0.3 s, not 3.4 s).
@@ -90,9 +101,9 @@ export class Fleet {
         }
         const release = await slots();
         try {
-          const primary = await unit.watchdog.runCycle(signal);
+          const primary = await unit.watchdog.runCycle(signal, tick);
           const result: UnitResult = { account: unit.account.name, primary };
-          if (unit.group && !signal?.aborted) result.group = await unit.group.group.runCycle({ belowThreshold: primary.belowThreshold === true }, signal);
+          if (unit.group && !signal?.aborted) result.group = await unit.group.group.runCycle({ belowThreshold: primary.belowThreshold === true }, signal, tick);
           return result;
         } finally {
           release();

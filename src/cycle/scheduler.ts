@@ -80,6 +80,17 @@ export function scheduleIntervalMs(expression: string, wallNow: number = Date.no
   }
 }
 
+/**
+ * The first slot of a POLL_SCHEDULE expression at or after a wall-clock time (to the second), or
+ * null if it has none: where an adaptive account's planned poll lands on the schedule.
+ */
+export function slotFinder(expression: string): (wallMs: number) => number | null {
+  // Created, never started: only its match() is used, as by the scheduler.
+  const task = cron.createTask(expression, () => undefined, { name: 'slot-finder' });
+  const slots = slotsOf(cron.parse(expression), (d) => task.match(d));
+  return (wallMs) => nextDue(wallMs - 1000, slots);
+}
+
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const wallNow = options.wallNow ?? Date.now;
   const monoNow = options.monoNow ?? (() => performance.now());

@@ -12,10 +12,14 @@ import { accountsElsewhere, selectWatched } from '../accounts/subaccount-selecti
 import type { Ledger } from '../ledger/ledger.js';
 import type { Attempt, LedgerView } from '../refill/topup-policy.js';
 import { DAY_MS, isoTime } from '../refill/topup-policy.js';
-import { decideTransfers, type TransferAttempt, type TransferDecision } from '../refill/transfer-policy.js';
+import { decideTransfers, transfersBlocked, type TransferAttempt, type TransferBlockedReason, type TransferDecision, type TransferPolicyInput } from '../refill/transfer-policy.js';
 import { VonageError } from '../vonage/errors.js';
 import type { SubaccountsClient } from '../vonage/subaccounts-client.js';
 import { failpoint } from './failpoints.js';
+import type { ForecastScale } from '../forecast/burn-rate.js';
+import { ForecastTracker } from '../forecast/tracker.js';
+import { confirmWindowMs, type PollPlan } from '../forecast/due-time.js';
+import { planWall } from './watchdog.js';
 
 /** A transfer not in the history this long after it was sent never happened (its outcome: failed). */
 export const ABSENT_AFTER_MS = 5 * 60_000;
@@ -33,7 +37,18 @@ export type GroupEvent =
   | { kind: 'history_failed'; error: VonageError; unresolved: number }
   | { kind: 'ledger_write_failed'; attemptId: string; problem: string }
   /** At the end of every cycle: the ledger as it now stands, for the per-subaccount gauges. */
-  | { kind: 'ledger'; view: LedgerView; now: number };
+  | { kind: 'ledger'; view: LedgerView; now: number }
+  /** After a list answer: each refillable subaccount's forecast, and when the list is read next (wall ms). */
+  | { kind: 'forecast'; estimates: readonly SubaccountForecast[]; nextPollAt: number };
+
+export interface SubaccountForecast {
+  apiKey: string;
+  rate: number;
+  runwaySeconds: number;
+  confidence: string;
+  /** Why a transfer due now could not be sent, beyond the cooldown (vonage_refill_blocked). */
+  blocked?: TransferBlockedReason;
+}
 
 /** A subaccount that is another account of the fleet, and so not watched through its primary. */
 export interface Elsewhere {
@@ -53,6 +68,9 @@ export interface SubaccountGroupDeps {
   now: () => number;
   monoNow: () => number;
   httpTimeoutMs: number;
+  /** POLL_SCHEDULE's tick and POLL_MAX_INTERVAL (the primary's): each subaccount's forecast and the list's next poll. */
+  forecastScale?: ForecastScale;
+  slotAtOrAfter?: (wallMs: number) => number | null;
 }
 
 /** What the primary's own cycle (its card top-up) said, this same cycle. */
@@ -82,6 +100,11 @@ export interface SubaccountStatus {
   lastTransfer: { at: string; outcome: string; reason?: string; amountEuros: number } | null;
   transfersLast24h: number;
   maxPerDay: number;
+  forecast: { burnRateEurosPerSecond: number; runwaySeconds: number | null; confidence: string } | null;
+  refillBlocked: string | null;
+  /** The primary's list is read next then (every subaccount of it at once), and why. */
+  nextPoll: string | null;
+  nextPollReason: string | null;
 }
 
 export class SubaccountGroup {
@@ -93,8 +116,22 @@ export class SubaccountGroup {
   private elsewhere: readonly Elsewhere[] = [];
   private readonly decisions = new Map<string, TransferDecision>();
   private readonly lastSkip = new Map<string, string>();
+  private readonly trackers = new Map<string, ForecastTracker>();
+  private plan: PollPlan | undefined;
+  private blocked = new Map<string, TransferBlockedReason>();
+  /** The subaccount whose forecast set the plan. */
+  private planFor: string | undefined;
 
   constructor(private readonly deps: SubaccountGroupDeps) {}
+
+  /** The list's next poll (monotonic): when its most urgent subaccount is due. */
+  get nextPoll(): PollPlan | undefined {
+    return this.plan;
+  }
+
+  get adaptive(): boolean {
+    return this.deps.primary.pollAdaptive && this.deps.forecastScale !== undefined;
+  }
 
   get primaryName(): string {
     return this.deps.primary.name;
@@ -142,12 +179,73 @@ export class SubaccountGroup {
     return { ...this.config.settings, ...(this.config.overrides[apiKey] ?? {}) };
   }
 
-  async runCycle(primaryCycle: PrimaryCycle, signal?: AbortSignal): Promise<GroupResult> {
+  async runCycle(primaryCycle: PrimaryCycle, signal?: AbortSignal, tickMono: number = this.deps.monoNow()): Promise<GroupResult> {
     try {
       return await this.cycle(primaryCycle, signal);
     } finally {
+      if (!signal?.aborted) this.planNext(tickMono);
       this.deps.onEvent({ kind: 'ledger', view: this.deps.ledger.view(), now: this.deps.now() });
     }
+  }
+
+  /** Each refillable subaccount's forecast learns from the list answer; the others' are dropped. */
+  private observe(list: SubaccountList, watched: readonly SubaccountEntry[]): void {
+    const scale = this.deps.forecastScale;
+    if (scale === undefined) return;
+    const keep = new Set<string>();
+    for (const s of watched) {
+      if (s.balance === null || s.usePrimaryBalance || typeof s.balance !== 'number') continue;
+      keep.add(s.apiKey);
+      const threshold = this.settingsFor(s.apiKey).threshold;
+      let t = this.trackers.get(s.apiKey);
+      // A reload that changed the threshold builds a new group; within one, a threshold is fixed.
+      if (t === undefined) this.trackers.set(s.apiKey, (t = new ForecastTracker({ ...scale, leadTimeMs: 0 }, threshold)));
+      t.observe({ at: list.mono, balance: s.balance });
+    }
+    for (const k of [...this.trackers.keys()]) if (!keep.has(k)) this.trackers.delete(k);
+  }
+
+  /**
+   * The list's next poll: at the next tick unless POLL_ADAPTIVE; otherwise when the most urgent
+   * subaccount's forecast says, so one list call serves them all. A failed list is retried at
+   * the next tick; a group with nothing to refill is read at POLL_MAX_INTERVAL.
+   */
+  private planNext(tickMono: number): void {
+    const scale = this.deps.forecastScale;
+    if (scale === undefined) return;
+    const fastest = scale.pollIntervalMs;
+    const balances = new Map<string, number>();
+    for (const s of this.lastList?.subaccounts ?? []) if (typeof s.balance === 'number') balances.set(s.apiKey, s.balance);
+    this.planFor = undefined;
+    if (!this.adaptive) this.plan = { at: tickMono + fastest, intervalMs: fastest, reason: 'schedule' };
+    else if (!this.lastOk || this.lastList === undefined) this.plan = { at: tickMono + fastest, intervalMs: fastest, reason: 'poll_failed' };
+    else {
+      const list = this.lastList;
+      const slowest = Math.max(fastest, scale.maxIntervalMs);
+      let best: PollPlan = { at: tickMono + slowest, intervalMs: slowest, reason: 'not_draining' };
+      const window = confirmWindowMs(scale);
+      const attempts = this.deps.ledger.view().attempts;
+      for (const [apiKey, t] of this.trackers) {
+        const balance = balances.get(apiKey);
+        if (balance === undefined) continue;
+        // A transfer made this cycle, or one whose outcome is unknown, is confirmed by the next list soon.
+        const awaiting = attempts.some((a) => a.to === apiKey && a.outcome !== 'not_sent' && a.outcome !== 'failed' && (a.at >= list.at || a.outcome === 'unknown') && list.at - a.at <= window);
+        const d = t.due(tickMono, balance, awaiting);
+        if (d.at < best.at) {
+          best = { at: d.at, intervalMs: d.intervalMs, reason: d.reason };
+          this.planFor = apiKey;
+        }
+      }
+      this.plan = best;
+    }
+    const nextPollAt = planWall(this.plan, { now: this.deps.now, forecastScale: scale, ...(this.deps.slotAtOrAfter ? { slotAtOrAfter: this.deps.slotAtOrAfter } : {}) }, this.deps.monoNow());
+    const estimates: SubaccountForecast[] = [];
+    for (const [apiKey, t] of this.trackers) {
+      const balance = balances.get(apiKey);
+      const blocked = this.blocked.get(apiKey);
+      estimates.push({ apiKey, rate: t.estimate.rate, runwaySeconds: balance === undefined ? Number.POSITIVE_INFINITY : t.runwaySeconds(balance), confidence: t.estimate.confidence, ...(blocked ? { blocked } : {}) });
+    }
+    this.deps.onEvent({ kind: 'forecast', estimates, nextPollAt });
   }
 
   private async cycle(primaryCycle: PrimaryCycle, signal?: AbortSignal): Promise<GroupResult> {
@@ -171,13 +269,14 @@ export class SubaccountGroup {
     this.unreadable = unreadable;
     this.elsewhere = elsewhere;
     onEvent({ kind: 'list_ok', list, watched, missing, unreadable, elsewhere });
+    this.observe(list, watched);
 
     await this.resolveUnknown(signal);
     if (signal?.aborted) return { ok: true, belowWithoutRefill: 0, transfers: [] };
 
     // Decide and record in one step: nothing runs between the ledger's view and the records.
     const claim = ledger.claimMany((view, now) => {
-      const decisions = decideTransfers({
+      const input: TransferPolicyInput = {
         now,
         monoNow: this.deps.monoNow(),
         primary: { balance: list.primary.balance, at: list.at, mono: list.mono, threshold: this.deps.primary.threshold },
@@ -187,7 +286,9 @@ export class SubaccountGroup {
         settingsFor: (k) => this.settingsFor(k),
         group: this.config,
         ledger: { writable: view.writable, ...(view.problem === undefined ? {} : { problem: view.problem }), transfers: transferAttempts(view.attempts, watched, this.maxTransferAmount()) },
-      });
+      };
+      const decisions = decideTransfers(input);
+      this.blocked = transfersBlocked(input);
       const attempts = decisions.flatMap((d) => (d.action === 'transfer' ? [{ balance: list.primary.balance, threshold: this.settingsFor(d.to).threshold, to: d.to, requested: d.amount }] : []));
       return { result: decisions, attempts };
     }, this.deps.monoNow());
@@ -306,6 +407,8 @@ export class SubaccountGroup {
   status(): { subaccounts: SubaccountStatus[]; missing: readonly string[]; unreadable: readonly { apiKey?: string; index?: number; problem: string }[]; elsewhere: readonly Elsewhere[]; lastPoll: { ok: boolean; reason?: string; message?: string } | null } {
     const { ledger, now } = this.deps;
     const attempts = ledger.view().attempts;
+    const scale = this.deps.forecastScale;
+    const nextPoll = this.plan && scale ? isoTime(planWall(this.plan, { now, forecastScale: scale, ...(this.deps.slotAtOrAfter ? { slotAtOrAfter: this.deps.slotAtOrAfter } : {}) }, this.deps.monoNow())) : null;
     const subs = this.watched.map((s): SubaccountStatus => {
       const st = this.settingsFor(s.apiKey);
       const mine = attempts.filter((a) => a.to === s.apiKey);
@@ -325,6 +428,10 @@ export class SubaccountGroup {
         lastTransfer: last ? { at: isoTime(last.at), outcome: last.outcome, ...(last.reason ? { reason: last.reason } : {}), amountEuros: last.amount ?? last.requested ?? 0 } : null,
         transfersLast24h: mine.filter((a) => a.outcome !== 'not_sent' && now() - a.at < DAY_MS).length,
         maxPerDay: st.maxPerDay,
+        forecast: forecastOf(this.trackers.get(s.apiKey), s.balance),
+        refillBlocked: this.blocked.get(s.apiKey) ?? null,
+        nextPoll,
+        nextPollReason: this.plan ? (this.planFor === undefined || this.planFor === s.apiKey ? this.plan.reason : `subaccount ${this.planFor}: ${this.plan.reason}`) : null,
       };
     });
     const lastPoll = this.lastList === undefined && this.lastError === undefined ? null : this.lastOk ? { ok: true } : { ok: false, reason: this.lastError!.reason, message: this.lastError!.message };
@@ -332,6 +439,12 @@ export class SubaccountGroup {
     const keyless = (this.lastList?.unreadable ?? []).filter((u) => u.apiKey === undefined).map((u) => ({ index: u.index, problem: u.problem }));
     return { subaccounts: subs, missing: this.missing, unreadable: [...this.unreadable, ...keyless], elsewhere: this.elsewhere, lastPoll };
   }
+}
+
+function forecastOf(t: ForecastTracker | undefined, balance: number | null): SubaccountStatus['forecast'] {
+  if (t === undefined || typeof balance !== 'number') return null;
+  const runway = t.runwaySeconds(balance);
+  return { burnRateEurosPerSecond: t.estimate.rate, runwaySeconds: Number.isFinite(runway) ? Math.round(runway) : null, confidence: t.estimate.confidence };
 }
 
 const isoSeconds = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.000Z$/, 'Z');

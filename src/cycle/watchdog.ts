@@ -9,9 +9,10 @@ import { failpoint } from './failpoints.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
-import { attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type ForecastDecision, type ForecastInput, type PolicySettings } from '../refill/topup-policy.js';
+import { topupBlocked, attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type ForecastDecision, type ForecastInput, type PolicySettings } from '../refill/topup-policy.js';
 import type { ForecastScale } from '../forecast/burn-rate.js';
 import { ForecastTracker } from '../forecast/tracker.js';
+import { confirmWindowMs, type PollPlan } from '../forecast/due-time.js';
 import { getBalanceWithRetry, type BalanceReading, type VonageClient } from '../vonage/account-client.js';
 
 export interface WatchdogDeps {
@@ -31,6 +32,11 @@ export interface WatchdogDeps {
   retryMaxDelayMs?: number;
   /** The forecast's time scale (POLL_SCHEDULE's interval): its estimate drives TOPUP_LEAD_TIME and the runway metrics. */
   forecastScale?: ForecastScale;
+  /**
+   * The first POLL_SCHEDULE slot at or after a wall-clock time: what the next-poll metric and
+   * /status show. Unset: the planned time itself.
+   */
+  slotAtOrAfter?: (wallMs: number) => number | null;
 }
 
 export type TopUpOutcome = 'success' | 'failed' | 'unknown' | 'not_sent';
@@ -70,9 +76,23 @@ export interface AccountStatus {
   ledger: { writable: boolean; problem?: string };
   /** The forecast: EUR/s spent, seconds to the threshold (null: not draining, or too little history), how sure. */
   forecast: { burnRateEurosPerSecond: number; runwaySeconds: number | null; confidence: string; leadTimeSeconds: number } | null;
+  /** Why a top-up due now could not be sent, beyond the cooldown (vonage_refill_blocked); null when it could. */
+  refillBlocked: string | null;
+  /** When the account is polled next and why (POLL_ADAPTIVE); null before the first cycle. */
+  nextPoll: string | null;
+  nextPollReason: string | null;
+  pollIntervalSeconds: number | null;
 }
 
 const iso = isoTime;
+
+/** A plan's monotonic time as the wall-clock slot of the tick that will run it. */
+export function planWall(plan: PollPlan, clocks: { now: () => number; slotAtOrAfter?: (wallMs: number) => number | null; forecastScale?: ForecastScale }, monoNow: number): number {
+  const wall = clocks.now() + (plan.at - monoNow);
+  const half = (clocks.forecastScale?.pollIntervalMs ?? 0) / 2;
+  const slot = clocks.slotAtOrAfter?.(wall - half);
+  return slot ?? wall;
+}
 
 export class Watchdog {
   private lastReading: BalanceReading | undefined;
@@ -85,6 +105,8 @@ export class Watchdog {
   private readonly forecast: ForecastTracker | undefined;
   private lastRunwaySeconds = Number.POSITIVE_INFINITY;
   private lastSkipReason: string | undefined;
+  private plan: PollPlan | undefined;
+  private blocked: string | undefined;
   private readonly label: { account: string };
   private readonly log: Logger;
 
@@ -114,12 +136,64 @@ export class Watchdog {
     return this.lastPoll?.ok === true;
   }
 
+  /** The next poll as planned after the last cycle (monotonic); undefined before the first. */
+  get nextPoll(): PollPlan | undefined {
+    return this.plan;
+  }
+
+  /** Whether POLL_ADAPTIVE spaces this account's polls (else it is polled at every tick). */
+  get adaptive(): boolean {
+    return this.deps.account.pollAdaptive && this.forecast !== undefined;
+  }
+
+  /** The longest this account goes between two polls when all is well. */
+  get maxIntervalMs(): number {
+    const s = this.deps.forecastScale;
+    return s === undefined ? 0 : this.adaptive ? Math.max(s.maxIntervalMs, s.pollIntervalMs) : s.pollIntervalMs;
+  }
+
+  /** The wall-clock time of the tick that will poll next, as the metric and /status show it. */
+  nextPollWall(): number | undefined {
+    return this.plan === undefined ? undefined : planWall(this.plan, this.deps, this.monoNow());
+  }
+
   /**
    * Runs one cycle. `signal` aborts the balance read (shutdown); a top-up already recorded in the
    * ledger is let finish, bounded by HTTP_TIMEOUT, because abandoning it would only turn a known
    * outcome into an unknown one.
    */
-  async runCycle(signal?: AbortSignal): Promise<CycleResult> {
+  async runCycle(signal?: AbortSignal, tickMono: number = this.monoNow()): Promise<CycleResult> {
+    const result = await this.cycle(signal);
+    if (!signal?.aborted) this.planNext(result, tickMono);
+    return result;
+  }
+
+  /**
+   * The next poll: at the next tick unless POLL_ADAPTIVE, else when the forecast says (a failed
+   * poll is retried at the next tick). Counted from the tick that ran this cycle.
+   */
+  private planNext(result: CycleResult, tickMono: number): void {
+    const scale = this.deps.forecastScale;
+    if (scale === undefined) return;
+    const fastest = scale.pollIntervalMs;
+    if (!this.adaptive) this.plan = { at: tickMono + fastest, intervalMs: fastest, reason: 'schedule' };
+    else if (!result.reading || this.forecast === undefined) this.plan = { at: tickMono + fastest, intervalMs: fastest, reason: 'poll_failed' };
+    else {
+      const reading = result.reading;
+      // A refill sent, or one whose rise has not shown yet, is watched at the fastest poll for a
+      // while: the rise confirms it (and settles an unknown outcome) as soon as it lands.
+      const window = confirmWindowMs(scale);
+      const awaiting = result.topUp !== undefined && result.topUp.outcome !== 'not_sent' && result.topUp.outcome !== 'failed'
+        ? true
+        : this.deps.ledger.view().attempts.some((a) => awaitsRise(a, reading.at) && reading.at - a.at <= window);
+      const d = this.forecast.due(tickMono, reading.value, awaiting);
+      this.plan = { at: d.at, intervalMs: d.intervalMs, reason: d.reason };
+    }
+    const wall = planWall(this.plan, this.deps, this.monoNow());
+    this.deps.metrics.nextPoll.set(this.label, wall / 1000);
+  }
+
+  private async cycle(signal?: AbortSignal): Promise<CycleResult> {
     const { metrics, ledger, now } = this.deps;
     metrics.polls.inc(this.label);
     ledger.retry();
@@ -196,6 +270,8 @@ export class Watchdog {
     } else {
       this.lastSkipReason = undefined;
     }
+    this.blocked = topupBlocked(reading, this.settings(), ledger.view(), now(), this.monoNow());
+    metrics.refillBlocked.set(this.label, this.blocked === undefined ? 0 : 1);
     if (claim.attempt) {
       const trigger = decision.action === 'topup' && decision.trigger === 'forecast' ? 'forecast' : 'threshold';
       result.topUp = await this.topUp(reading, claim.attempt, trigger);
@@ -365,6 +441,10 @@ export class Watchdog {
             leadTimeSeconds: account.leadTimeMs / 1000,
           }
         : null,
+      refillBlocked: this.blocked ?? (account.topupEnabled ? (account.dryRun ? 'dry_run' : null) : 'disabled'),
+      nextPoll: this.plan ? iso(planWall(this.plan, this.deps, this.monoNow())) : null,
+      nextPollReason: this.plan?.reason ?? null,
+      pollIntervalSeconds: this.plan ? this.plan.intervalMs / 1000 : null,
     };
   }
 }

@@ -27,6 +27,33 @@ export interface PollState {
 
 export type DueReason = 'insufficient_history' | 'awaiting_refill' | 'surprise' | 'below_threshold' | 'runway' | 'slowing_down' | 'not_draining';
 
+/**
+ * Why an account is polled when it is, as /status shows it: the adaptive reasons above, or
+ * `schedule` (not adaptive: every tick) and `poll_failed` (the last poll failed: the next tick).
+ */
+export type PollReason = DueReason | 'schedule' | 'poll_failed';
+
+/** The next poll of one account (or one primary's subaccount list), on the monotonic clock. */
+export interface PollPlan {
+  at: number;
+  intervalMs: number;
+  reason: PollReason;
+}
+
+/**
+ * Whether a plan is due at a tick: within half a tick of it. Plans count from the tick that
+ * polled, but ticks are wall-clock slots and plans monotonic: the two drift apart by milliseconds,
+ * and a plan a few ms after its tick must not wait a whole extra interval.
+ */
+export function isDue(plan: PollPlan | undefined, tickMono: number, tickMs: number): boolean {
+  return plan === undefined || plan.at - tickMono <= tickMs / 2;
+}
+
+/** How long after a refill its rise is waited for at the fastest poll: ten ticks. */
+export function confirmWindowMs(scale: ForecastScale): number {
+  return 10 * scale.pollIntervalMs;
+}
+
 export interface DueInput {
   /** Monotonic ms. */
   now: number;

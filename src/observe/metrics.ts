@@ -59,10 +59,15 @@ export interface Metrics {
   burnRate: Gauge<'account'>;
   runway: Gauge<'account'>;
   refillTriggers: Counter<'account' | 'trigger'>;
+  nextPoll: Gauge<'account'>;
+  pollMaxInterval: Gauge<'account'>;
+  refillBlocked: Gauge<'account'>;
 }
 
 export interface MetricsAccount {
   name: string;
+  /** Seconds; see vonage_balance_poll_max_interval_seconds. */
+  pollMaxIntervalSeconds?: number;
   threshold: number;
   maxPerDay: number;
   topupEnabled: boolean;
@@ -121,6 +126,9 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
     configReloadSuccessAt: new Gauge({ name: 'vonage_watchdog_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last successful configuration (re)load.', registers }),
     burnRate: gauge('vonage_balance_burn_rate_euros_per_second', 'EUR per second the account spends, as the forecast estimates it from recent readings (rises ignored); 0 while the history is too short.'),
     runway: gauge('vonage_balance_runway_seconds', 'Seconds until the balance reaches the threshold at the estimated rate: 0 at or below it, +Inf when it is not draining or the history is too short (so runway < 1h never fires on it).'),
+    nextPoll: gauge('vonage_balance_next_poll_timestamp_seconds', 'Unix time of the POLL_SCHEDULE tick at which the balance (a subaccount: its primary\'s list) is read next: every tick, or with POLL_ADAPTIVE when its runway needs it (0 before the first poll).'),
+    pollMaxInterval: gauge('vonage_balance_poll_max_interval_seconds', 'The longest the balance goes unread while polls succeed: POLL_MAX_INTERVAL with POLL_ADAPTIVE, else the interval of POLL_SCHEDULE. Staleness alerts allow for it.'),
+    refillBlocked: gauge('vonage_refill_blocked', 'Whether a refill, were it due now, could not be sent for a reason that waiting out the cooldown does not cure (1): refills switched off, dry run, auto-reload off, the ledger unwritable, the daily cap, and for a subaccount suspended, the primary reserve or the EUR cap. /status says which.'),
     refillTriggers: counter('vonage_refill_triggers_total', 'Top-ups sent, by what triggered them: the balance below the threshold, or the forecast (TOPUP_LEAD_TIME) saying it soon would be.', ['account', 'trigger'] as const),
   };
 
@@ -155,6 +163,9 @@ export function addAccount(m: Metrics, a: MetricsAccount & { primary?: string })
   m.refilledEuros.inc({ account, action: 'topup' }, 0);
   m.burnRate.set({ account }, 0);
   m.runway.set({ account }, Number.POSITIVE_INFINITY);
+  m.nextPoll.set({ account }, 0);
+  m.pollMaxInterval.set({ account }, a.pollMaxIntervalSeconds ?? 0);
+  m.refillBlocked.set({ account }, a.topupEnabled && !a.dryRun ? 0 : 1);
   for (const trigger of REFILL_TRIGGERS) m.refillTriggers.inc({ account, trigger }, 0);
   m.accountInfo.set({ account, name: a.name, primary: a.primary ?? '' }, 1);
   if (a.subaccounts !== undefined) {
@@ -164,10 +175,17 @@ export function addAccount(m: Metrics, a: MetricsAccount & { primary?: string })
 }
 
 /** The series of a subaccount, when a list answer first shows it (`watch: all` finds new ones). */
-export function addSubaccount(m: Metrics, s: { apiKey: string; name: string; primary: string; shared: boolean }): void {
+export function addSubaccount(m: Metrics, s: { apiKey: string; name: string; primary: string; shared: boolean; pollMaxIntervalSeconds?: number }): void {
   const account = s.apiKey;
-  for (const g of [m.pollSuccess, m.lastPollSuccess, m.attemptsLastDay, m.ledgerWritable, m.lastTopupSuccess, m.lastTopupAttempt, m.lastTopupAmount, m.unresolvedAttempts]) g.set({ account }, 0);
-  if (!s.shared) m.balance.set({ account }, 0);
+  for (const g of [m.pollSuccess, m.lastPollSuccess, m.attemptsLastDay, m.ledgerWritable, m.lastTopupSuccess, m.lastTopupAttempt, m.lastTopupAmount, m.unresolvedAttempts, m.nextPoll]) g.set({ account }, 0);
+  m.pollMaxInterval.set({ account }, s.pollMaxIntervalSeconds ?? 0);
+  // A subaccount that spends its primary's balance has no balance of its own, so no forecast.
+  if (!s.shared) {
+    m.balance.set({ account }, 0);
+    m.burnRate.set({ account }, 0);
+    m.runway.set({ account }, Number.POSITIVE_INFINITY);
+    m.refillBlocked.set({ account }, 0);
+  }
   m.polls.inc({ account }, 0);
   m.transfers.inc({ account }, 0);
   m.transferredEuros.inc({ account }, 0);
@@ -192,6 +210,9 @@ export function removeAccount(m: Metrics, account: string, info?: { name: string
   for (const action of ['topup', 'transfer']) m.refilledEuros.remove({ account, action });
   m.burnRate.remove(one);
   m.runway.remove(one);
+  m.nextPoll.remove(one);
+  m.pollMaxInterval.remove(one);
+  m.refillBlocked.remove(one);
   for (const trigger of REFILL_TRIGGERS) m.refillTriggers.remove({ account, trigger });
   for (const endpoint of [...ENDPOINTS, ...SUBACCOUNT_ENDPOINTS]) m.requestDuration.remove({ account, endpoint });
   m.accountInfo.remove({ account, name: info?.name ?? account, primary: info?.primary ?? '' });

@@ -16,7 +16,7 @@ export interface GroupObserver {
   readonly known: ReadonlySet<string>;
 }
 
-export function observeGroup(options: { metrics: Metrics; log: Logger; primary: string; primaryKey: string }): GroupObserver {
+export function observeGroup(options: { metrics: Metrics; log: Logger; primary: string; primaryKey: string; pollMaxIntervalSeconds?: number }): GroupObserver {
   const { metrics: m, primary } = options;
   const log = options.log.child({ account: primary });
   const known = new Map<string, string>(); // api key → name, as last shown in account_info
@@ -32,7 +32,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
           seen.add(s.apiKey);
           const label = { account: s.apiKey };
           const before = known.get(s.apiKey);
-          if (before === undefined) addSubaccount(m, { apiKey: s.apiKey, name: s.name, primary, shared: s.balance === null });
+          if (before === undefined) addSubaccount(m, { apiKey: s.apiKey, name: s.name, primary, shared: s.balance === null, pollMaxIntervalSeconds: options.pollMaxIntervalSeconds ?? 0 });
           else if (before !== s.name) m.accountInfo.remove({ account: s.apiKey, name: before, primary });
           known.set(s.apiKey, s.name);
           m.accountInfo.set({ account: s.apiKey, name: s.name, primary }, 1);
@@ -48,7 +48,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
           seen.add(u.apiKey);
           const label = { account: u.apiKey };
           if (!known.has(u.apiKey)) {
-            addSubaccount(m, { apiKey: u.apiKey, name: u.apiKey, primary, shared: false });
+            addSubaccount(m, { apiKey: u.apiKey, name: u.apiKey, primary, shared: false, pollMaxIntervalSeconds: options.pollMaxIntervalSeconds ?? 0 });
             m.balance.remove(label);
             known.set(u.apiKey, u.apiKey);
             m.accountInfo.set({ account: u.apiKey, name: u.apiKey, primary }, 1);
@@ -160,6 +160,15 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
         break;
       case 'ledger_write_failed':
         log.error({ attemptId: e.attemptId, problem: e.problem }, 'could not record a transfer outcome; the attempt stays counted');
+        break;
+      case 'forecast':
+        for (const key of known.keys()) m.nextPoll.set({ account: key }, e.nextPollAt / 1000);
+        for (const f of e.estimates) {
+          if (!known.has(f.apiKey)) continue;
+          m.burnRate.set({ account: f.apiKey }, f.rate);
+          m.runway.set({ account: f.apiKey }, f.runwaySeconds);
+          m.refillBlocked.set({ account: f.apiKey }, f.blocked === undefined ? 0 : 1);
+        }
         break;
       case 'ledger':
         for (const key of known.keys()) {

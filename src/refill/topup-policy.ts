@@ -148,6 +148,24 @@ export function decide(reading: Reading | undefined, settings: PolicySettings, l
 }
 
 /**
+ * Why a top-up, were it due now, could not be sent for a reason that waiting out the cooldown does
+ * not cure: switched off, dry run, auto-reload off, the ledger unwritable, or the daily cap reached
+ * (checked apart from the cooldown, which would hide it). Undefined when one could be sent. What
+ * vonage_refill_blocked and the VonageRunwayShort alert say: the forecast sees the threshold
+ * coming, and nothing will stop it.
+ */
+export type BlockedReason = 'disabled' | 'dry_run' | 'auto_reload_disabled' | 'ledger_unavailable' | 'daily_cap';
+
+export function topupBlocked(reading: Reading | undefined, settings: PolicySettings, ledger: LedgerView, now: number, monoNow?: number): BlockedReason | undefined {
+  if (!settings.topupEnabled) return 'disabled';
+  if (settings.dryRun) return 'dry_run';
+  if (reading !== undefined && !reading.autoReload) return 'auto_reload_disabled';
+  if (!ledger.writable) return 'ledger_unavailable';
+  if (attemptsInLastDay(ledger.attempts, now, monoNow).length >= settings.maxPerDay) return 'daily_cap';
+  return undefined;
+}
+
+/**
  * An attempt that may have added money and whose rise has not been seen yet. After a day, a rise
  * is more likely Vonage's own auto-reload than an attempt that never showed.
  */

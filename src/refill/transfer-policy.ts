@@ -306,3 +306,40 @@ function capRetryAt(window: readonly TransferAttempt[], now: number, monoNow: nu
   }
   return undefined;
 }
+
+export type TransferBlockedReason = 'suspended' | 'disabled' | 'dry_run' | 'ledger_unavailable' | 'daily_cap' | 'primary_reserve' | 'transfer_cap';
+
+/**
+ * For each refillable subaccount, why a transfer to it, were it alone due now, could not be sent
+ * for a reason the cooldown does not cure: suspended, refill off, dry run, the ledger unwritable,
+ * its daily count reached, the primary unable to give the amount above its reserve, or the EUR cap
+ * for 24 h reached. The transfer twin of topupBlocked; only the blocked ones are in the map.
+ */
+export function transfersBlocked(input: TransferPolicyInput): Map<string, TransferBlockedReason> {
+  const { now, monoNow, primary, group, ledger } = input;
+  const out = new Map<string, TransferBlockedReason>();
+  const past = transferredInLastDay(ledger.transfers, now, monoNow);
+  const today = new Map<string, number>();
+  for (const t of ledger.transfers) if (counted(t) && inLastDay(t, now, monoNow)) today.set(t.to, (today.get(t.to) ?? 0) + 1);
+  for (const entry of input.subaccounts) {
+    if (entry.balance === null || entry.usePrimaryBalance) continue;
+    const s = input.settingsFor(entry.apiKey);
+    const reason: TransferBlockedReason | undefined = entry.suspended
+      ? 'suspended'
+      : group.refill === 'none' || !group.transfersEnabled || validSettings(s) !== undefined
+        ? 'disabled'
+        : group.dryRun
+          ? 'dry_run'
+          : !ledger.writable
+            ? 'ledger_unavailable'
+            : (today.get(entry.apiKey) ?? 0) >= s.maxPerDay
+              ? 'daily_cap'
+              : !(primary.balance - s.transferAmount >= group.primaryReserve)
+                ? 'primary_reserve'
+                : !(past + s.transferAmount <= group.maxTransferredPerDay)
+                  ? 'transfer_cap'
+                  : undefined;
+    if (reason !== undefined) out.set(entry.apiKey, reason);
+  }
+  return out;
+}

@@ -63,6 +63,9 @@ const CONTRACT_METRICS = [
   'vonage_refilled_euros_total',
   'vonage_balance_burn_rate_euros_per_second',
   'vonage_balance_runway_seconds',
+  'vonage_balance_next_poll_timestamp_seconds',
+  'vonage_balance_poll_max_interval_seconds',
+  'vonage_refill_blocked',
   'vonage_refill_triggers_total',
   'vonage_watchdog_config_last_reload_successful',
   'vonage_watchdog_config_last_reload_success_timestamp_seconds',
@@ -74,13 +77,13 @@ const CONTRACT_ENV = [
   'VONAGE_API_KEY', 'VONAGE_API_KEY_FILE', 'VONAGE_API_SECRET', 'VONAGE_API_SECRET_FILE',
   'VONAGE_TOPUP_TRX', 'VONAGE_TOPUP_TRX_FILE', 'VONAGE_ACCOUNT_NAME', 'VONAGE_BASE_URL',
   'VONAGE_ALLOW_CUSTOM_BASE_URL', 'VONAGE_AUTH', 'TOPUP_THRESHOLD', 'TOPUP_COOLDOWN',
-  'TOPUP_MAX_PER_DAY', 'TOPUP_LEAD_TIME', 'TOPUP_ENABLED', 'DRY_RUN', 'POLL_SCHEDULE', 'HTTP_TIMEOUT', 'STATE_DIR',
+  'TOPUP_MAX_PER_DAY', 'TOPUP_LEAD_TIME', 'TOPUP_ENABLED', 'DRY_RUN', 'POLL_SCHEDULE', 'POLL_ADAPTIVE', 'POLL_MAX_INTERVAL', 'HTTP_TIMEOUT', 'STATE_DIR',
   'METRICS_HOST', 'METRICS_PORT', 'METRICS_AUTH_TOKEN', 'METRICS_AUTH_TOKEN_FILE', 'LOG_LEVEL',
   'LOG_FORMAT',
 ];
 
 const ALERTS = [
-  'VonageBalanceLow', 'VonageBalanceCritical', 'VonageTopUpFailed', 'VonageTopUpOutcomeUnknown',
+  'VonageBalanceLow', 'VonageBalanceCritical', 'VonageRunwayShort', 'VonageTopUpFailed', 'VonageTopUpOutcomeUnknown',
   'VonageTopUpDailyCapReached', 'VonageAutoReloadDisabled', 'VonageBalancePollFailing',
   'VonageBalancePollStale', 'VonageWatchdogDown', 'VonageLedgerUnwritable',
   'VonageTopUpsDisabledForADay',
@@ -701,6 +704,8 @@ describe('Grafana', () => {
     expect(exprs).toMatch(/histogram_quantile\(.*vonage_api_request_duration_seconds_bucket/);
     expect(exprs).toMatch(/vonage_auto_reload_enabled/);
     expect(exprs).toMatch(/vonage_watchdog_build_info/);
+    expect(exprs).toMatch(/vonage_balance_runway_seconds/);
+    expect(exprs).toMatch(/vonage_balance_next_poll_timestamp_seconds/);
     expect(dashboard.annotations.list.some((a) => a.expr?.includes('vonage_topups_total'))).toBe(true);
   });
 

@@ -21,6 +21,8 @@ export function account(baseUrl: string, overrides: Partial<AccountConfig> = {})
     topupEnabled: true,
     dryRun: false,
     leadTimeMs: 0,
+    pollAdaptive: false,
+    pollMaxIntervalMs: 600_000,
     ...overrides,
   };
 }
