@@ -22,24 +22,20 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decide, decideWithForecast } from '../dist/refill/topup-policy.js';
-import { ForecastTracker } from '../dist/forecast/tracker.js';
-import { rng } from './rng.mjs';
+import { fixed, modelSettings, ours, replay, vonageAlone } from './replay-model.mjs';
 
 const num = (name, def, min, max) => {
   const v = process.env[name] === undefined ? def : Number(process.env[name]);
   if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name} must be a number from ${min} to ${max}`);
   return v;
 };
-const REFILL_DELAY_S = num('REPLAY_REFILL_DELAY_S', 60, 0, 600);
-const TOPUP_EUR = num('REPLAY_TOPUP_EUR', 20, 0.01, 1e6);
-const LEAD_S = num('REPLAY_LEAD_S', 300, 0, 86_400);
-const MAX_INTERVAL_S = num('REPLAY_MAX_INTERVAL_S', 600, 1, 86_400);
-const THRESHOLD = 10;
-const START = 30;
-const COOLDOWN_MS = 600_000;
-const MAX_PER_DAY = 100;
-const CENT = 0.005;
+const M = modelSettings({
+  refillDelayS: num('REPLAY_REFILL_DELAY_S', 60, 0, 600),
+  topupEur: num('REPLAY_TOPUP_EUR', 20, 0.01, 1e6),
+  leadS: num('REPLAY_LEAD_S', 300, 0, 86_400),
+  maxIntervalS: num('REPLAY_MAX_INTERVAL_S', 600, 1, 86_400),
+});
+const { threshold: THRESHOLD, start: START, topupEur: TOPUP_EUR, refillDelayS: REFILL_DELAY_S, leadS: LEAD_S, maxIntervalS: MAX_INTERVAL_S, maxPerDay: MAX_PER_DAY } = M;
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -59,103 +55,11 @@ function readTrace(path) {
   return rows;
 }
 
-/**
- * One strategy over one trace. Time advances from event to event (spends, polls, arrivals, Vonage's
- * checks); the balance is constant in between, so the time below the threshold and at zero is exact.
- */
-function replay(rows, strategy) {
-  const end = rows.length > 0 ? rows[rows.length - 1][0] + 60 : 0;
-  const random = rng(42);
-  let balance = START;
-  let t = 0;
-  let below = 0;
-  let zero = 0;
-  let calls = 0;
-  let topups = 0;
-  let reloads = 0;
-  let refilledEur = 0;
-  const arrivals = []; // seconds at which a top-up lands
-  let nextVonageCheck = 300 + 300 * random();
-  const reloadBelow = strategy.kind === 'vonage' ? THRESHOLD : THRESHOLD / 2;
-  let nextPoll = strategy.kind === 'vonage' ? Number.POSITIVE_INFINITY : 0;
-  const attempts = [];
-  let i = 0;
-  const advance = (to) => {
-    const dt = to - t;
-    if (dt > 0) {
-      if (balance < THRESHOLD) below += dt;
-      if (balance <= CENT) zero += dt;
-      t = to;
-    }
-  };
-  while (t < end) {
-    const nextSpend = i < rows.length ? rows[i][0] : Number.POSITIVE_INFINITY;
-    const nextArrival = arrivals.length > 0 ? arrivals[0] : Number.POSITIVE_INFINITY;
-    const at = Math.min(nextSpend, nextArrival, nextVonageCheck, nextPoll, end);
-    advance(at);
-    if (at === nextArrival) {
-      arrivals.shift();
-      balance += TOPUP_EUR;
-      refilledEur += TOPUP_EUR;
-    } else if (at === nextSpend) {
-      balance = Math.max(0, balance - rows[i][1]);
-      i++;
-    } else if (at === nextVonageCheck) {
-      if (balance < reloadBelow) {
-        balance += TOPUP_EUR;
-        refilledEur += TOPUP_EUR;
-        reloads++;
-      }
-      nextVonageCheck = at + 300 + 300 * random();
-    } else if (at === nextPoll) {
-      calls++;
-      const now = Math.round(at * 1000);
-      const reading = { value: balance, autoReload: true, at: now, mono: now };
-      const d = strategy.decide(reading, { attempts, now });
-      if (d.action === 'topup') {
-        calls++;
-        topups++;
-        attempts.push({ id: `a${attempts.length}`, at: now, mono: now, outcome: 'success', balanceBefore: balance });
-        arrivals.push(at + REFILL_DELAY_S);
-        arrivals.sort((a, b) => a - b);
-      }
-      nextPoll = at + strategy.nextIntervalS(reading, d, { attempts, now, arrivals });
-    }
-  }
-  return { below, zero, calls, refills: topups + reloads, topups, refilledEur };
-}
-
-const policy = { threshold: THRESHOLD, cooldownMs: COOLDOWN_MS, maxPerDay: MAX_PER_DAY, topupEnabled: true, dryRun: false, maxReadingAgeMs: 60_000 };
-const view = (attempts) => ({ writable: true, attempts: attempts.filter((a) => a.at > attempts.at(-1)?.at - 86_400_000 - 1) });
-
-const fixed = (periodS) => ({
-  kind: 'fixed',
-  decide: (reading, { attempts, now }) => decide(reading, policy, view(attempts), now, now),
-  nextIntervalS: () => periodS,
-});
-
-function ours() {
-  const scale = { pollIntervalMs: 10_000, maxIntervalMs: MAX_INTERVAL_S * 1000, leadTimeMs: LEAD_S * 1000 };
-  const tracker = new ForecastTracker(scale, THRESHOLD);
-  return {
-    kind: 'ours',
-    decide(reading, { attempts, now }) {
-      tracker.observe({ at: now, balance: reading.value });
-      return decideWithForecast(reading, policy, view(attempts), now, now, { runwayMs: tracker.runwaySeconds(reading.value) * 1000, leadTimeMs: scale.leadTimeMs });
-    },
-    nextIntervalS(reading, d, { attempts, now, arrivals }) {
-      // A top-up asked for and not yet arrived: the next reading must confirm it soon.
-      const awaitingRise = d.action === 'topup' || (attempts.length > 0 && arrivals.length > 0);
-      return tracker.due(now, reading.value, awaitingRise).intervalMs / 1000;
-    },
-  };
-}
-
 const STRATEGIES = [
-  ['Vonage auto-reload alone', () => ({ kind: 'vonage' })],
-  ['fixed 60 s, reactive', () => fixed(60)],
-  ['fixed 10 s, reactive', () => fixed(10)],
-  [`ours: adaptive (10 s to ${MAX_INTERVAL_S} s) + predictive (lead ${LEAD_S} s)`, ours],
+  ['Vonage auto-reload alone', vonageAlone],
+  ['fixed 60 s, reactive', () => fixed(60, M)],
+  ['fixed 10 s, reactive', () => fixed(10, M)],
+  [`ours: adaptive (10 s to ${MAX_INTERVAL_S} s) + predictive (lead ${LEAD_S} s)`, () => ours(M)],
 ];
 
 const files = [
@@ -181,7 +85,7 @@ for (const [file, rows] of traces) {
   const spent = rows.reduce((s, r) => s + r[1], 0);
   const days = rows.length > 0 ? rows[rows.length - 1][0] / 86_400 : 0;
   const t0 = performance.now();
-  const results = STRATEGIES.map(([label, make]) => [label, replay(rows, make())]);
+  const results = STRATEGIES.map(([label, make]) => [label, replay(rows, make(), M)]);
   const ms = performance.now() - t0;
   console.log(`### ${basename(file)}: ${rows.length.toLocaleString('en')} spending events, ${spent.toFixed(2)} EUR over ${days.toFixed(1)} days (replayed in ${ms.toFixed(0)} ms)\n`);
   console.log('| strategy | s below threshold | s at zero | API calls | refills (ours + Vonage\'s) | EUR refilled |');
