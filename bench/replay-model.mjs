@@ -23,7 +23,7 @@ export function modelSettings(over = {}) {
  * checks); the balance is constant in between, so the time below the threshold and at zero is exact.
  */
 export function replay(rows, strategy, m = modelSettings()) {
-  const end = rows.length > 0 ? rows[rows.length - 1][0] + 60 : 0;
+  const end = m.endS ?? (rows.length > 0 ? rows[rows.length - 1][0] + 60 : 0);
   const random = rng(42);
   let balance = m.start;
   let t = 0;
