@@ -125,7 +125,10 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
   const scaleOf = (a: AccountConfig) => ({ pollIntervalMs, maxIntervalMs: a.pollAdaptive ? Math.max(pollIntervalMs, a.pollMaxIntervalMs) : pollIntervalMs, leadTimeMs: a.leadTimeMs });
   const buildUnit = (account: AccountConfig): Unit => {
     const forecastScale = scaleOf(account);
-    addAccount(metrics, { ...account, pollMaxIntervalSeconds: forecastScale.maxIntervalMs / 1000 });
+    // The longest two reads can be apart while all is well: a plan lands on the first tick after
+    // it, up to a tick late, so POLL_MAX_INTERVAL plus one tick when adaptive.
+    const longestMs = account.pollAdaptive ? forecastScale.maxIntervalMs + pollIntervalMs : pollIntervalMs;
+    addAccount(metrics, { ...account, pollMaxIntervalSeconds: longestMs / 1000 });
     const accountLog = log.child({ account: account.name });
     const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
     const observe = (endpoint: Endpoint, seconds: number) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds);
@@ -134,7 +137,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     const unit: Unit = { account, watchdog, ledger };
     if (account.subaccounts) {
       const transfers = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });
-      const observer = observeGroup({ metrics, log, primary: account.name, primaryKey: account.apiKey, pollMaxIntervalSeconds: forecastScale.maxIntervalMs / 1000 });
+      const observer = observeGroup({ metrics, log, primary: account.name, primaryKey: account.apiKey, pollMaxIntervalSeconds: longestMs / 1000 });
       const group = new SubaccountGroup({
         primary: account as AccountConfig & { subaccounts: SubaccountsConfig },
         client: createSubaccountsClient({ primaryApiKey: account.apiKey, apiSecret: account.apiSecret, baseUrl: account.subaccountsBaseUrl, timeoutMs: config.httpTimeoutMs, now, monoNow, observe }),

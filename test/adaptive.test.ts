@@ -13,6 +13,7 @@ import type { SubaccountsConfig } from '../src/accounts/types.js';
 import { loadConfig, type AccountConfig, type Config } from '../src/config/config.js';
 import { buildParts, readiness, settleLedgers, type Parts } from '../src/daemon.js';
 import { topupBlocked } from '../src/refill/topup-policy.js';
+import { isDue } from '../src/forecast/due-time.js';
 import { transfersBlocked, type TransferPolicyInput } from '../src/refill/transfer-policy.js';
 import { startSimulator, type Simulator, type SimSubaccountInit } from '../src/simulator/simulator.js';
 import { account as baseAccount } from './helpers/account.js';
@@ -114,7 +115,8 @@ describe('POLL_ADAPTIVE', () => {
     expect(reads.length).toBeLessThan(40);
     const [s] = w.status();
     expect(s).toMatchObject({ nextPollReason: 'not_draining', pollIntervalSeconds: 600 });
-    expect(await w.metric('vonage_balance_poll_max_interval_seconds{account="main"}')).toBe(600);
+    // POLL_MAX_INTERVAL plus one tick: a plan lands on the first tick after it.
+    expect(await w.metric('vonage_balance_poll_max_interval_seconds{account="main"}')).toBe(660);
     expect(await w.metric('vonage_balance_runway_seconds{account="main"}')).toBe(Number.POSITIVE_INFINITY);
   });
 
@@ -256,6 +258,16 @@ describe('refill blocked (vonage_refill_blocked, VonageRunwayShort)', () => {
     expect(blocked.get('s1')).toBe(expected);
     // A subaccount that spends its primary's balance is never refilled, so never "blocked".
     expect(blocked.has('shared')).toBe(false);
+  });
+});
+
+describe('isDue', () => {
+  it('a plan for the fastest poll is due at the next tick however close it comes (uneven schedules: `0,10 * * * * *`); a longer plan within half a tick', () => {
+    const tick = 50_000; // the schedule's longest gap
+    expect(isDue({ at: 1_050_000, intervalMs: tick, reason: 'below_threshold' }, 1_010_000, tick)).toBe(true);
+    expect(isDue({ at: 1_600_000, intervalMs: 600_000, reason: 'runway' }, 1_010_000, tick)).toBe(false);
+    expect(isDue({ at: 1_600_000, intervalMs: 600_000, reason: 'runway' }, 1_575_001, tick)).toBe(true);
+    expect(isDue(undefined, 0, tick)).toBe(true);
   });
 });
 

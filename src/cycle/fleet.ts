@@ -103,7 +103,13 @@ export class Fleet {
         try {
           const primary = await unit.watchdog.runCycle(signal, tick);
           const result: UnitResult = { account: unit.account.name, primary };
-          if (unit.group && !signal?.aborted) result.group = await unit.group.group.runCycle({ belowThreshold: primary.belowThreshold === true }, signal, tick);
+          if (unit.group && !signal?.aborted) {
+            result.group = await unit.group.group.runCycle({ belowThreshold: primary.belowThreshold === true }, signal, tick);
+            // The unit runs whole when either half is due: each half's next read is the earlier plan.
+            const own = unit.watchdog.nextPoll;
+            unit.watchdog.adoptEarlier(unit.group.group.nextPoll);
+            unit.group.group.adoptEarlier(own);
+          }
           return result;
         } finally {
           release();

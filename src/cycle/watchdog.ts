@@ -189,8 +189,19 @@ export class Watchdog {
       const d = this.forecast.due(tickMono, reading.value, awaiting);
       this.plan = { at: d.at, intervalMs: d.intervalMs, reason: d.reason };
     }
-    const wall = planWall(this.plan, this.deps, this.monoNow());
-    this.deps.metrics.nextPoll.set(this.label, wall / 1000);
+    this.publishPlan();
+  }
+
+  /** Its primary's subaccount list is due earlier: the balance is read with it, so that is its next read. */
+  adoptEarlier(plan: PollPlan | undefined): void {
+    if (plan === undefined || this.plan === undefined || !(plan.at < this.plan.at)) return;
+    this.plan = { ...plan };
+    this.publishPlan();
+  }
+
+  private publishPlan(): void {
+    if (this.plan === undefined) return;
+    this.deps.metrics.nextPoll.set(this.label, planWall(this.plan, this.deps, this.monoNow()) / 1000);
   }
 
   private async cycle(signal?: AbortSignal): Promise<CycleResult> {

@@ -46,7 +46,10 @@ export interface PollPlan {
  * and a plan a few ms after its tick must not wait a whole extra interval.
  */
 export function isDue(plan: PollPlan | undefined, tickMono: number, tickMs: number): boolean {
-  return plan === undefined || plan.at - tickMono <= tickMs / 2;
+  // A plan for the fastest poll is due at the very next tick, whenever it comes: on a schedule
+  // whose ticks are uneven (`0,10 * * * * *`), a duration would skip the closer ones, and with
+  // them reads below the threshold (found by review).
+  return plan === undefined || plan.intervalMs <= tickMs || plan.at - tickMono <= tickMs / 2;
 }
 
 /** How long after a refill its rise is waited for at the fastest poll: ten ticks. */

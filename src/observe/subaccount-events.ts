@@ -161,8 +161,17 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
       case 'ledger_write_failed':
         log.error({ attemptId: e.attemptId, problem: e.problem }, 'could not record a transfer outcome; the attempt stays counted');
         break;
-      case 'forecast':
+      case 'forecast': {
         for (const key of known.keys()) m.nextPoll.set({ account: key }, e.nextPollAt / 1000);
+        // A subaccount without a forecast now (it spends the primary's balance, or its entry could
+        // not be read) must not keep an old runway: VonageRunwayShort would fire on it forever.
+        const estimated = new Set(e.estimates.map((f) => f.apiKey));
+        for (const key of known.keys()) {
+          if (estimated.has(key)) continue;
+          m.burnRate.remove({ account: key });
+          m.runway.remove({ account: key });
+          m.refillBlocked.remove({ account: key });
+        }
         for (const f of e.estimates) {
           if (!known.has(f.apiKey)) continue;
           m.burnRate.set({ account: f.apiKey }, f.rate);
@@ -170,6 +179,7 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
           m.refillBlocked.set({ account: f.apiKey }, f.blocked === undefined ? 0 : 1);
         }
         break;
+      }
       case 'ledger':
         for (const key of known.keys()) {
           m.ledgerWritable.set({ account: key }, e.view.writable ? 1 : 0);
