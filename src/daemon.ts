@@ -155,7 +155,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     }
     return unit;
   };
-  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep, tickMs: pollIntervalMs, monoNow });
+  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep, tickMs: pollIntervalMs, monoNow, now });
   for (const w of config.warnings) log.warn(w);
   return {
     log,

@@ -31,7 +31,8 @@ afterEach(async () => {
 interface World {
   sim: Simulator;
   parts: Parts;
-  clock: { now: number };
+  /** mono, when set, is the monotonic clock apart from the wall clock (a suspension); else both are now. */
+  clock: { now: number; mono?: number };
   /** Wall-clock minutes (from the start) of every balance read. */
   reads: () => number[];
   lists: () => number[];
@@ -43,7 +44,7 @@ interface World {
 const START = Date.UTC(2026, 11, 3, 12);
 
 async function world(opts: { account?: Partial<AccountConfig>; balance?: number; topUpAmount?: number; subs?: SimSubaccountInit[]; group?: Partial<SubaccountsConfig> } = {}): Promise<World> {
-  const clock = { now: START };
+  const clock: { now: number; mono?: number } = { now: START };
   const sim = await startSimulator({ apiKey: 'canary-key', apiSecret: 'CANARY-s3cr3t/+=%&x9', trx: '8ef2447e69604f642ae59363aa5f781b', balance: opts.balance ?? 100, topUpAmount: opts.topUpAmount ?? 20, subaccounts: opts.subs ?? [], now: () => clock.now });
   sims.push(sim);
   const stateDir = mkdtempSync(join(tmpdir(), 'adaptive-'));
@@ -64,7 +65,7 @@ async function world(opts: { account?: Partial<AccountConfig>; balance?: number;
   }
   const config = { accounts: [acct], pollSchedule: '* * * * *', httpTimeoutMs: 2000, stateDir, metrics: { host: '127.0.0.1', port: 0, authToken: undefined }, log: { level: 'warn', format: 'json' }, warnings: [], pollConcurrency: 8, accountsFile: undefined } as Config;
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const parts = buildParts(config, { logDestination: sink, now: () => clock.now, monoNow: () => clock.now, sleep: async () => {} });
+  const parts = buildParts(config, { logDestination: sink, now: () => clock.now, monoNow: () => clock.mono ?? clock.now, sleep: async () => {} });
   partsList.push(parts);
   await settleLedgers(parts);
   const minutesOf = (endpoint: string) => () => sim.requests().filter((r) => r.endpoint === endpoint).map((r) => (r.at - START) / MIN);
@@ -77,6 +78,7 @@ async function world(opts: { account?: Partial<AccountConfig>; balance?: number;
     async tick() {
       await parts.fleet.runCycle();
       clock.now += MIN;
+      if (clock.mono !== undefined) clock.mono += MIN;
     },
     async metric(series) {
       const text = await parts.metrics.registry.metrics();
@@ -162,6 +164,21 @@ describe('POLL_ADAPTIVE', () => {
     expect(w.reads().at(-1)).toBe(failedAt + 1);
   });
 
+  it('a host suspended for 45 minutes (the monotonic clock stops, the wall clock does not) is read at the first tick after it resumes', async () => {
+    const w = await world();
+    for (let i = 0; i < 90; i++) await w.tick();
+    expect(gaps(w.reads()).at(-1)).toBe(10);
+    const count = w.reads().length;
+    while (w.reads().length === count) await w.tick();
+    const last = w.reads().at(-1)!;
+    // Suspended right after that read, with the next one 10 minutes away: 45 minutes pass on the
+    // wall clock, none on the monotonic one. By the monotonic clock alone it would wait 9 more.
+    w.clock.mono = w.clock.now;
+    w.clock.now += 45 * MIN;
+    await w.tick();
+    expect(w.reads().at(-1)).toBe(last + 1 + 45);
+  });
+
   it('without POLL_ADAPTIVE every tick reads, as before, and the next poll is the next tick', async () => {
     const w = await world({ account: { pollAdaptive: false } });
     for (let i = 0; i < 30; i++) await w.tick();
@@ -196,6 +213,23 @@ describe('POLL_ADAPTIVE', () => {
     expect(String(idle.nextPollReason)).toMatch(/^subaccount busy01: (runway|slowing_down)$/);
     expect(busy.nextPollReason).toMatch(/^(runway|slowing_down)$/);
     expect(await w.metric('vonage_balance_next_poll_timestamp_seconds{account="idle01"}')).toBe(Date.parse(String(idle.nextPoll)) / 1000);
+  });
+
+  it('subaccounts with a leadTime: the transfer goes before the threshold is crossed, counted as a forecast trigger, never as a skip', async () => {
+    const w = await world({ balance: 1000, subs: [{ apiKey: 'lead01', balance: 60 }], group: { settings: { threshold: 10, transferAmount: 20, cooldownMs: 15 * MIN, maxPerDay: 5, leadTimeMs: 20 * MIN } } });
+    let lowestBeforeFirst = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 60; i++) {
+      w.sim.drainSubaccount('lead01', 1);
+      await w.tick();
+      if (w.sim.appliedTransfers().length === 0) lowestBeforeFirst = Math.min(lowestBeforeFirst, w.sim.subaccount('lead01')!.balance!);
+    }
+    const transfers = w.sim.appliedTransfers();
+    expect(transfers.length).toBeGreaterThan(0);
+    // 1 EUR a minute against a 20-minute lead: the first transfer went with about 20 EUR left above the threshold.
+    expect(lowestBeforeFirst).toBeGreaterThan(10);
+    expect(await w.metric('vonage_refill_triggers_total{account="lead01",trigger="forecast"}')).toBeGreaterThanOrEqual(1);
+    const text = await w.parts.metrics.registry.metrics();
+    expect(text).not.toMatch(/vonage_topups_skipped_total\{account="lead01"[^}]*\} [1-9]/);
   });
 
   it('subaccounts: one that starts spending after a long idle spell is seen, read at every tick near its threshold and refilled before it is empty', async () => {

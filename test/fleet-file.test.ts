@@ -252,6 +252,26 @@ accounts:
     expect([none.pollAdaptive, none.pollMaxIntervalMs]).toEqual([false, 600_000]);
   });
 
+  test('subaccounts.leadTime and an override of it; defaults.leadTime otherwise', () => {
+    const text = `
+defaults: {leadTime: 5m}
+accounts:
+  - apiKey: k1
+    apiSecretFile: /run/secrets/us_secret
+    threshold: 1
+    subaccounts: {watch: [s1, s2], threshold: 2, overrides: {s2: {leadTime: 90s}}}
+  - apiKey: k2
+    apiSecretFile: /run/secrets/us_secret
+    threshold: 1
+    subaccounts: {watch: all, threshold: 2, leadTime: 0s}
+`;
+    const [a, b] = parse(text).accounts;
+    expect(a!.subaccounts!.settings.leadTimeMs).toBe(300_000);
+    expect(a!.subaccounts!.overrides.s2).toEqual({ leadTimeMs: 90_000 });
+    expect(b!.subaccounts!.settings.leadTimeMs).toBeUndefined();
+    expect(() => parse(`accounts:\n  - {apiKey: k1, apiSecretFile: /run/secrets/us_secret, threshold: 1, subaccounts: {watch: all, threshold: 2, leadTime: 3d}}\n`)).toThrow(/accounts\[0\]\.subaccounts\.leadTime: must be a duration from 0s to 24h/);
+  });
+
   test('leadTime (TOPUP_LEAD_TIME) per account, from the defaults unless the account sets its own; 0s by default', () => {
     const { accounts } = parse(`
 defaults: {leadTime: 5m}
@@ -399,7 +419,7 @@ overrides:
   s1: {refill: none, transferAmount: 11}`), [
     'accounts[0].subaccounts.overrides.s2: is not in the watch list, so this override would never apply',
     'accounts[0].subaccounts.overrides["a b"]: the key must be a subaccount API key: must not contain whitespace or control characters',
-    'accounts[0].subaccounts.overrides.s1.refill: unknown key; known keys: threshold, transferAmount, cooldown, maxPerDay',
+    'accounts[0].subaccounts.overrides.s1.refill: unknown key; known keys: threshold, transferAmount, cooldown, maxPerDay, leadTime',
     'accounts[0].subaccounts.overrides.s1.transferAmount: must be at most maxTransferredPerDay (10)',
   ]],
   ['overrides: bad values', subs('watch: all\noverrides: {s1: {threshold: x, cooldown: 0s, maxPerDay: 0}}'), [

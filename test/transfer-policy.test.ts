@@ -450,6 +450,38 @@ describe('decideTransfers: properties', () => {
   };
   const EPS = 1e-9;
 
+  it('a forecast (leadTime) only adds transfers, to subaccounts strictly above their threshold, after every reactive one; it never turns a decision into a skip (2,000 random inputs)', () => {
+    let predicted = 0;
+    fc.assert(
+      fc.property(inputArb, fc.subarray(KEYS), (r, dueKeys) => {
+        const inp = build(r);
+        const due = new Set(dueKeys);
+        const reactive = decideTransfers(inp);
+        const out = decideTransfers({ ...inp, forecastDue: due });
+        out.forEach((d, i) => {
+          const e = inp.subaccounts[i]!;
+          const s = inp.settingsFor(e.apiKey);
+          const predictive = e.balance !== null && !e.usePrimaryBalance && e.balance > s.threshold && due.has(e.apiKey);
+          if (!predictive) {
+            expect(d).toEqual(reactive[i]);
+            return;
+          }
+          // Reactively it was above the threshold; now a forecast transfer or a hold, never a skip.
+          expect(reactive[i]).toEqual({ to: e.apiKey, action: 'none', why: 'above_threshold' });
+          expect(d.action).not.toBe('skip');
+          if (d.action === 'transfer') {
+            predicted++;
+            expect(d.trigger).toBe('forecast');
+          } else expect(d).toMatchObject({ action: 'none', why: 'forecast_held' });
+        });
+        const total = out.reduce((sum, d) => sum + (d.action === 'transfer' ? d.amount : 0), 0);
+        if (total > 0) expect(inp.primary.balance - total).toBeGreaterThanOrEqual(inp.group.primaryReserve - EPS);
+      }),
+      { numRuns: 2000, seed: 909 },
+    );
+    expect(predicted).toBeGreaterThan(20);
+  });
+
   it('keeps every limit, whatever the input (3,000 random inputs)', () => {
     let withTransfers = 0;
     let multi = 0;

@@ -65,6 +65,8 @@ export interface SubaccountSettings {
   transferAmount: number;
   cooldownMs: number;
   maxPerDay: number;
+  /** As TOPUP_LEAD_TIME: transfer when the forecast says the threshold is this close (0 or unset: reactive only). */
+  leadTimeMs?: number;
 }
 
 /** The `subaccounts:` block of one primary in ACCOUNTS_FILE, defaults applied. */

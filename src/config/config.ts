@@ -1116,6 +1116,7 @@ function describeFleetAccount(a: AccountConfig, p: string): Record<string, strin
       x.transferAmount === undefined ? '' : `transferAmount ${x.transferAmount}`,
       x.cooldownMs === undefined ? '' : `cooldown ${formatDuration(x.cooldownMs)}`,
       x.maxPerDay === undefined ? '' : `maxPerDay ${x.maxPerDay}`,
+      x.leadTimeMs === undefined ? '' : `leadTime ${formatDuration(x.leadTimeMs)}`,
     ]
       .filter((t) => t !== '')
       .join(', ');

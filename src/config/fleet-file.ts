@@ -99,11 +99,12 @@ const SUBACCOUNT_KEYS = [
   'maxTransferredPerDay',
   'cooldown',
   'maxPerDay',
+  'leadTime',
   'topupEnabled',
   'dryRun',
   'overrides',
 ] as const;
-const OVERRIDE_KEYS = ['threshold', 'transferAmount', 'cooldown', 'maxPerDay'] as const;
+const OVERRIDE_KEYS = ['threshold', 'transferAmount', 'cooldown', 'maxPerDay', 'leadTime'] as const;
 
 const DEFAULT_COOLDOWN_MS = 15 * 60_000;
 const DEFAULT_MAX_PER_DAY = 3;
@@ -594,6 +595,7 @@ class FleetParser {
     }
     const cooldownMs = this.cooldown(`${path}.cooldown`, s.cooldown, refill === 'transfer' ? 'transfer' : false) ?? (s.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
     const maxPerDay = this.count(`${path}.maxPerDay`, s.maxPerDay) ?? (s.maxPerDay === undefined ? (defaults.maxPerDay ?? DEFAULT_MAX_PER_DAY) : undefined);
+    const leadTimeMs = this.leadTime(`${path}.leadTime`, s.leadTime) ?? (s.leadTime === undefined ? (defaults.leadTimeMs ?? 0) : undefined);
     let transferAmount = this.money(`${path}.transferAmount`, s.transferAmount);
     let maxTransferred = this.money(`${path}.maxTransferredPerDay`, s.maxTransferredPerDay);
     if (refill === 'transfer') {
@@ -620,7 +622,7 @@ class FleetParser {
     return {
       watch: watch!,
       refill: refill!,
-      settings: { threshold: threshold!, transferAmount: transferAmount!, cooldownMs: cooldownMs!, maxPerDay: maxPerDay! },
+      settings: { threshold: threshold!, transferAmount: transferAmount!, cooldownMs: cooldownMs!, maxPerDay: maxPerDay!, ...(leadTimeMs! > 0 ? { leadTimeMs: leadTimeMs! } : {}) },
       overrides: overrides!,
       primaryReserve: primaryReserve!,
       maxTransferredPerDay: maxTransferred!,
@@ -696,6 +698,8 @@ class FleetParser {
       const transferAmount = this.money(`${at}.transferAmount`, m.transferAmount);
       const cooldownMs = this.cooldown(`${at}.cooldown`, m.cooldown, ctx.refill === 'transfer' ? 'transfer' : false);
       const maxPerDay = this.count(`${at}.maxPerDay`, m.maxPerDay);
+      const leadTimeMs = this.leadTime(`${at}.leadTime`, m.leadTime);
+      if (leadTimeMs !== undefined) o.leadTimeMs = leadTimeMs;
       if (threshold !== undefined) o.threshold = threshold;
       if (transferAmount !== undefined) {
         if (ctx.refill === 'none') this.r.warnings.push(`${at}.transferAmount: ignored, since refill is none (watch and report only)`);

@@ -34,6 +34,8 @@ export interface FleetOptions {
   /** POLL_SCHEDULE's tick and the monotonic clock: an adaptive unit runs only at a tick it is due at. */
   tickMs?: number;
   monoNow?: () => number;
+  /** The wall clock: a plan is due by either clock (the monotonic one stops while the host sleeps). */
+  now?: () => number;
 }
 
 /** At most `limit` holders at once; waiters are served in arrival order. */
@@ -85,7 +87,8 @@ export class Fleet {
   async runCycle(signal?: AbortSignal): Promise<UnitResult[]> {
     const tick = (this.options.monoNow ?? (() => performance.now()))();
     const tickMs = this.options.tickMs ?? 0;
-    const units = this.current.filter((u) => !u.watchdog.adaptive || isDue(u.watchdog.nextPoll, tick, tickMs) || (u.group !== undefined && isDue(u.group.group.nextPoll, tick, tickMs)));
+    const wall = (this.options.now ?? Date.now)();
+    const units = this.current.filter((u) => !u.watchdog.adaptive || isDue(u.watchdog.nextPoll, tick, tickMs, wall) || (u.group !== undefined && isDue(u.group.group.nextPoll, tick, tickMs, wall)));
     const random = this.options.random ?? Math.random;
     // Jitter first, then a slot: a unit waiting out its random delay holds no slot, so the delay
     // spreads the requests without stretching the cycle (200 accounts: 0.3 s, not 3.4 s).

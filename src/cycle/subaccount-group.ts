@@ -31,8 +31,8 @@ export type GroupEvent =
   | { kind: 'list_failed'; error: VonageError; watched: readonly string[] }
   | { kind: 'decided'; sub: SubaccountEntry; settings: SubaccountSettings; decision: TransferDecision; repeat: boolean }
   | { kind: 'claim_failed'; problem: string; planned: number }
-  | { kind: 'transfer_sending'; attempt: Attempt; to: string; amount: number; primaryBalance: number }
-  | { kind: 'transfer_done'; attempt: Attempt; to: string; amount: number; outcome: 'success' | 'failed' | 'unknown' | 'not_sent'; error?: VonageError; transferId?: string }
+  | { kind: 'transfer_sending'; attempt: Attempt; to: string; amount: number; primaryBalance: number; trigger: 'threshold' | 'forecast' }
+  | { kind: 'transfer_done'; attempt: Attempt; to: string; amount: number; outcome: 'success' | 'failed' | 'unknown' | 'not_sent'; error?: VonageError; transferId?: string; trigger: 'threshold' | 'forecast' }
   | { kind: 'transfer_resolved'; attempt: Attempt; to: string; outcome: 'success' | 'failed'; amount?: number; via: 'history' | 'absent' }
   | { kind: 'history_failed'; error: VonageError; unresolved: number }
   | { kind: 'ledger_write_failed'; attemptId: string; problem: string }
@@ -100,7 +100,7 @@ export interface SubaccountStatus {
   lastTransfer: { at: string; outcome: string; reason?: string; amountEuros: number } | null;
   transfersLast24h: number;
   maxPerDay: number;
-  forecast: { burnRateEurosPerSecond: number; runwaySeconds: number | null; confidence: string } | null;
+  forecast: { burnRateEurosPerSecond: number; runwaySeconds: number | null; confidence: string; leadTimeSeconds: number } | null;
   refillBlocked: string | null;
   /** The primary's list is read next then (every subaccount of it at once), and why. */
   nextPoll: string | null;
@@ -199,10 +199,22 @@ export class SubaccountGroup {
       const threshold = this.settingsFor(s.apiKey).threshold;
       let t = this.trackers.get(s.apiKey);
       // A reload that changed the threshold builds a new group; within one, a threshold is fixed.
-      if (t === undefined) this.trackers.set(s.apiKey, (t = new ForecastTracker({ ...scale, leadTimeMs: 0 }, threshold)));
+      if (t === undefined) this.trackers.set(s.apiKey, (t = new ForecastTracker({ ...scale, leadTimeMs: this.settingsFor(s.apiKey).leadTimeMs ?? 0 }, threshold)));
       t.observe({ at: list.mono, balance: s.balance });
     }
     for (const k of [...this.trackers.keys()]) if (!keep.has(k)) this.trackers.delete(k);
+  }
+
+  /** Subaccounts whose forecast puts their threshold within their lead time (leadTime), strictly above it. */
+  private forecastDue(watched: readonly SubaccountEntry[]): Set<string> {
+    const due = new Set<string>();
+    for (const s of watched) {
+      const lead = this.settingsFor(s.apiKey).leadTimeMs ?? 0;
+      const t = this.trackers.get(s.apiKey);
+      if (!(lead > 0) || t === undefined || typeof s.balance !== 'number' || t.estimate.confidence === 'insufficient') continue;
+      if (t.runwaySeconds(s.balance) * 1000 <= lead) due.add(s.apiKey);
+    }
+    return due;
   }
 
   /**
@@ -243,6 +255,7 @@ export class SubaccountGroup {
       }
       this.plan = best;
     }
+    this.plan.wallAt = this.deps.now() + (this.plan.at - this.deps.monoNow());
     this.publish();
   }
 
@@ -298,9 +311,11 @@ export class SubaccountGroup {
     await this.resolveUnknown(signal);
     if (signal?.aborted) return { ok: true, belowWithoutRefill: 0, transfers: [] };
 
+    const forecastDue = this.forecastDue(watched);
     // Decide and record in one step: nothing runs between the ledger's view and the records.
     const claim = ledger.claimMany((view, now) => {
       const input: TransferPolicyInput = {
+        forecastDue,
         now,
         monoNow: this.deps.monoNow(),
         primary: { balance: list.primary.balance, at: list.at, mono: list.mono, threshold: this.deps.primary.threshold },
@@ -338,8 +353,9 @@ export class SubaccountGroup {
 
     const transfers: { to: string; outcome: string }[] = [];
     let primaryBalance = list.primary.balance;
+    const triggers = new Map(decisions.flatMap((d) => (d.action === 'transfer' ? [[d.to, d.trigger ?? 'threshold'] as const] : [])));
     for (const attempt of claim.attempts) {
-      const outcome = await this.send(attempt, primaryBalance);
+      const outcome = await this.send(attempt, primaryBalance, triggers.get(attempt.to!) ?? 'threshold');
       if (outcome !== 'not_sent' && outcome !== 'failed') primaryBalance -= attempt.requested ?? 0;
       transfers.push({ to: attempt.to!, outcome });
     }
@@ -347,11 +363,11 @@ export class SubaccountGroup {
   }
 
   /** Sends one recorded transfer, once: its outcome is whatever this one request tells. */
-  private async send(attempt: Attempt, primaryBalance: number): Promise<'success' | 'failed' | 'unknown' | 'not_sent'> {
+  private async send(attempt: Attempt, primaryBalance: number, trigger: 'threshold' | 'forecast'): Promise<'success' | 'failed' | 'unknown' | 'not_sent'> {
     const { client, ledger, onEvent, primary } = this.deps;
     const to = attempt.to!;
     const amount = attempt.requested!;
-    onEvent({ kind: 'transfer_sending', attempt, to, amount, primaryBalance });
+    onEvent({ kind: 'transfer_sending', attempt, to, amount, primaryBalance, trigger });
     failpoint('after_transfer_recorded');
     let outcome: 'success' | 'failed' | 'unknown' | 'not_sent';
     let error: VonageError | undefined;
@@ -372,7 +388,7 @@ export class SubaccountGroup {
     } catch (err) {
       onEvent({ kind: 'ledger_write_failed', attemptId: attempt.id, problem: err instanceof Error ? err.message : 'ledger write failed' });
     }
-    onEvent({ kind: 'transfer_done', attempt, to, amount, outcome, ...(error ? { error } : {}), ...(transferId ? { transferId } : {}) });
+    onEvent({ kind: 'transfer_done', attempt, to, amount, outcome, trigger, ...(error ? { error } : {}), ...(transferId ? { transferId } : {}) });
     return outcome;
   }
 
@@ -448,7 +464,15 @@ export class SubaccountGroup {
         threshold: st.threshold,
         transferAmount: st.transferAmount,
         lastSuccessfulPoll: this.lastList ? isoTime(this.lastList.at) : null,
-        lastDecision: d ? (d.action === 'skip' ? { action: d.action, reason: d.reason, detail: d.detail } : d.action === 'none' ? { action: d.action, reason: d.why } : { action: d.action }) : null,
+        lastDecision: d
+          ? d.action === 'skip'
+            ? { action: d.action, reason: d.reason, detail: d.detail }
+            : d.action === 'none'
+              ? d.why === 'forecast_held'
+                ? { action: d.action, reason: d.why, detail: `${d.reason}: ${d.detail}` }
+                : { action: d.action, reason: d.why }
+              : { action: d.action, ...(d.trigger ? { reason: d.trigger } : {}) }
+          : null,
         lastTransfer: last ? { at: isoTime(last.at), outcome: last.outcome, ...(last.reason ? { reason: last.reason } : {}), amountEuros: last.amount ?? last.requested ?? 0 } : null,
         transfersLast24h: mine.filter((a) => a.outcome !== 'not_sent' && now() - a.at < DAY_MS).length,
         maxPerDay: st.maxPerDay,
@@ -468,7 +492,7 @@ export class SubaccountGroup {
 function forecastOf(t: ForecastTracker | undefined, balance: number | null): SubaccountStatus['forecast'] {
   if (t === undefined || typeof balance !== 'number') return null;
   const runway = t.runwaySeconds(balance);
-  return { burnRateEurosPerSecond: t.estimate.rate, runwaySeconds: Number.isFinite(runway) ? Math.round(runway) : null, confidence: t.estimate.confidence };
+  return { burnRateEurosPerSecond: t.estimate.rate, runwaySeconds: Number.isFinite(runway) ? Math.round(runway) : null, confidence: t.estimate.confidence, leadTimeSeconds: t.scale.leadTimeMs / 1000 };
 }
 
 const isoSeconds = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.000Z$/, 'Z');

@@ -189,6 +189,7 @@ export class Watchdog {
       const d = this.forecast.due(tickMono, reading.value, awaiting);
       this.plan = { at: d.at, intervalMs: d.intervalMs, reason: d.reason };
     }
+    this.plan.wallAt = this.deps.now() + (this.plan.at - this.monoNow());
     this.publishPlan();
   }
 

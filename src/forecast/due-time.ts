@@ -38,6 +38,11 @@ export interface PollPlan {
   at: number;
   intervalMs: number;
   reason: PollReason;
+  /**
+   * The same time on the wall clock. The monotonic clock stops while the host is suspended: a plan
+   * on it alone would wait out the suspension again after resume (found by review).
+   */
+  wallAt?: number;
 }
 
 /**
@@ -45,11 +50,14 @@ export interface PollPlan {
  * polled, but ticks are wall-clock slots and plans monotonic: the two drift apart by milliseconds,
  * and a plan a few ms after its tick must not wait a whole extra interval.
  */
-export function isDue(plan: PollPlan | undefined, tickMono: number, tickMs: number): boolean {
+export function isDue(plan: PollPlan | undefined, tickMono: number, tickMs: number, tickWall?: number): boolean {
   // A plan for the fastest poll is due at the very next tick, whenever it comes: on a schedule
   // whose ticks are uneven (`0,10 * * * * *`), a duration would skip the closer ones, and with
   // them reads below the threshold (found by review).
-  return plan === undefined || plan.intervalMs <= tickMs || plan.at - tickMono <= tickMs / 2;
+  if (plan === undefined || plan.intervalMs <= tickMs || plan.at - tickMono <= tickMs / 2) return true;
+  // Due by either clock: the wall clock runs on through a suspension; a wall clock stepped back
+  // only leaves the monotonic answer, and one stepped forward costs one early read, never a late one.
+  return plan.wallAt !== undefined && tickWall !== undefined && plan.wallAt - tickWall <= tickMs / 2;
 }
 
 /** How long after a refill its rise is waited for at the fastest poll: ten ticks. */

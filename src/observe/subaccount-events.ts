@@ -120,11 +120,16 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
         log.error({ problem: e.problem, planned: e.planned }, 'balance transfers NOT sent: the ledger could not record them');
         break;
       case 'transfer_sending':
-        log.warn({ subaccount: e.to, attemptId: e.attempt.id, amount: e.amount, primaryBalance: e.primaryBalance }, 'subaccount below threshold; sending balance transfer');
+        if (e.trigger === 'forecast') log.warn({ subaccount: e.to, attemptId: e.attempt.id, amount: e.amount, primaryBalance: e.primaryBalance, trigger: e.trigger }, 'forecast: the subaccount reaches its threshold within its leadTime; sending balance transfer');
+        else log.warn({ subaccount: e.to, attemptId: e.attempt.id, amount: e.amount, primaryBalance: e.primaryBalance, trigger: e.trigger }, 'subaccount below threshold; sending balance transfer');
         break;
       case 'transfer_done': {
         const label = { account: e.to };
-        if (e.outcome !== 'not_sent') m.transfers.inc(label);
+        if (e.outcome !== 'not_sent') {
+          m.transfers.inc(label);
+          // Created with the first transfer (as a subaccount's reason series are): both triggers at once.
+          for (const trigger of ['threshold', 'forecast'] as const) m.refillTriggers.inc({ account: e.to, trigger }, trigger === e.trigger ? 1 : 0);
+        }
         m.lastTopupAttempt.set(label, e.attempt.at / 1000);
         if (e.outcome === 'success') {
           m.transferredEuros.inc(label, e.amount);

@@ -37,6 +37,12 @@
  *     a dry run reports exactly what a live run would do.
  * 13. Otherwise `transfer` of `settings.transferAmount`.
  *
+ * Predictive (`forecastDue`, a subaccount's leadTime): a subaccount strictly above its threshold
+ * whose forecast says it will be below within its lead time is decided by rules 3-13 as if just
+ * below it, funded after every subaccount that is below (emptiest first puts it last), and what
+ * would be a skip is `none` / `forecast_held`. So a forecast only ever makes a transfer earlier,
+ * never one that the reactive rules would refuse.
+ *
  * Counting. A transfer "counts" unless the request provably never left (`not_sent`): pending,
  * unknown, failed and success all count for the cooldown and the per-subaccount daily count, as
  * top-ups do. For the EUR cap (`maxTransferredPerDay`) success, pending and unknown count in full
@@ -93,6 +99,12 @@ export interface TransferPolicyInput {
   settingsFor(apiKey: string): SubaccountSettings;
   group: Pick<SubaccountsConfig, 'refill' | 'primaryReserve' | 'maxTransferredPerDay' | 'transfersEnabled' | 'dryRun'>;
   ledger: { writable: boolean; problem?: string; transfers: readonly TransferAttempt[] };
+  /**
+   * Subaccounts whose forecast says they reach their threshold within their lead time (leadTime):
+   * strictly above it, they are decided as if just below it, by every other rule. What would be a
+   * skip is `none` / `forecast_held` instead (nothing is below the threshold yet).
+   */
+  forecastDue?: ReadonlySet<string>;
 }
 
 export const TRANSFER_SKIP_REASONS = [
@@ -110,8 +122,9 @@ export type TransferSkipReason = (typeof TRANSFER_SKIP_REASONS)[number];
 
 export type TransferDecision =
   | { to: string; action: 'none'; why: 'above_threshold' | 'not_refilled' }
+  | { to: string; action: 'none'; why: 'forecast_held'; reason: TransferSkipReason; detail: string }
   | { to: string; action: 'skip'; reason: TransferSkipReason; detail: string; retryAt?: number }
-  | { to: string; action: 'transfer'; amount: number };
+  | { to: string; action: 'transfer'; amount: number; trigger?: 'forecast' };
 
 const iso = isoTime;
 const eur = (x: number): string => (Number.isFinite(x) ? `${Math.round(x * 100) / 100} EUR` : `${x} EUR`);
@@ -203,19 +216,24 @@ export function decideTransfers(input: TransferPolicyInput): TransferDecision[] 
   const primaryBalance = primary.balance - unseen;
   const primaryLow = !(primaryBalance >= primary.threshold);
 
-  const candidates: { index: number; entry: SubaccountEntry; settings: SubaccountSettings }[] = [];
+  const candidates: { index: number; entry: SubaccountEntry; settings: SubaccountSettings; predictive: boolean }[] = [];
+  // A predictive transfer is held, never skipped: the subaccount is not below its threshold yet.
+  const held = (predictive: boolean, to: string, reason: TransferSkipReason, detail: string, retryAt?: number): TransferDecision =>
+    predictive ? { to, action: 'none', why: 'forecast_held', reason, detail } : retryAt === undefined ? { to, action: 'skip', reason, detail } : { to, action: 'skip', reason, detail, retryAt };
 
   input.subaccounts.forEach((entry, index) => {
     const to = entry.apiKey;
-    const skip = (reason: TransferSkipReason, detail: string, retryAt?: number): void => {
-      out[index] = retryAt === undefined ? { to, action: 'skip', reason, detail } : { to, action: 'skip', reason, detail, retryAt };
-    };
     if (entry.balance === null || entry.usePrimaryBalance) {
       out[index] = { to, action: 'none', why: 'not_refilled' };
       return;
     }
     const s = input.settingsFor(to);
-    if (!(entry.balance < s.threshold)) {
+    // Only strictly above the threshold; at it, and below, the reactive rule governs.
+    const predictive = !(entry.balance < s.threshold) && entry.balance > s.threshold && input.forecastDue?.has(to) === true;
+    const skip = (reason: TransferSkipReason, detail: string, retryAt?: number): void => {
+      out[index] = held(predictive, to, reason, detail, retryAt);
+    };
+    if (!(entry.balance < s.threshold) && !predictive) {
       out[index] = { to, action: 'none', why: 'above_threshold' };
       return;
     }
@@ -251,7 +269,7 @@ export function decideTransfers(input: TransferPolicyInput): TransferDecision[] 
     if (primaryLow) {
       return skip('primary_reserve', `the primary tops up first: its balance (${eur(primaryBalance)}) is below its own threshold (${eur(primary.threshold)})`);
     }
-    candidates.push({ index, entry, settings: s });
+    candidates.push({ index, entry, settings: s, predictive });
   });
 
   // The budget shared by this call: the reserve, and the EUR cap.
@@ -259,11 +277,12 @@ export function decideTransfers(input: TransferPolicyInput): TransferDecision[] 
   const past = transferredInLastDay(transfers, now, monoNow);
   const planned = new Set<string>();
   let spent = 0;
-  for (const c of candidates.sort(emptiestFirst)) {
+  // Predictive ones only after every reactive one: they take what the below-threshold leave.
+  for (const c of candidates.sort((a, b) => (a.predictive === b.predictive ? emptiestFirst(a, b) : a.predictive ? 1 : -1))) {
     const to = c.entry.apiKey;
     const amount = c.settings.transferAmount;
     const skip = (reason: TransferSkipReason, detail: string, retryAt?: number): void => {
-      out[c.index] = retryAt === undefined ? { to, action: 'skip', reason, detail } : { to, action: 'skip', reason, detail, retryAt };
+      out[c.index] = held(c.predictive, to, reason, detail, retryAt);
     };
     if (planned.has(to)) {
       // The same subaccount listed twice: one transfer per call, the cooldown starts with it.
@@ -283,7 +302,7 @@ export function decideTransfers(input: TransferPolicyInput): TransferDecision[] 
     spent += amount;
     planned.add(to);
     if (group.dryRun) skip('dry_run', `dryRun: would transfer ${eur(amount)} now`);
-    else out[c.index] = { to, action: 'transfer', amount };
+    else out[c.index] = c.predictive ? { to, action: 'transfer', amount, trigger: 'forecast' } : { to, action: 'transfer', amount };
   }
   return out as TransferDecision[];
 }
