@@ -104,7 +104,9 @@ export function ours(m = modelSettings()) {
     kind: 'ours',
     decide(reading, { attempts, now }) {
       tracker.observe({ at: now, balance: reading.value });
-      return decideWithForecast(reading, policy, view(attempts), now, now, { runwayMs: tracker.runwaySeconds(reading.value) * 1000, leadTimeMs: scale.leadTimeMs });
+      // As the daemon: the refill amount is known once a rise has shown it (here, after the first top-up).
+      const known = attempts.length > 0 ? { refillAmount: m.topupEur } : {};
+      return decideWithForecast(reading, policy, view(attempts), now, now, { runwayMs: tracker.runwaySeconds(reading.value) * 1000, leadTimeMs: scale.leadTimeMs, ...known });
     },
     nextIntervalS(reading, d, { attempts, now, arrivals }) {
       // As the daemon: a top-up sent, or one whose rise is not seen yet, within ten ticks of it.

@@ -21,3 +21,6 @@ export function namespaceProblem(): string | undefined;
 export function missingRequirements(): Missing[];
 export function installCommand(packages: string[]): string | undefined;
 export function describeMissing(missing: Missing[]): string;
+export const POSTGRES_PACKAGE: string;
+export function findPostgresBin(): string | undefined;
+export function postgresProblem(): string;

@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Debian's multiarch directory per Node architecture (where `faketime` puts its library). */
@@ -38,6 +38,28 @@ export const PROGRAMS = [
 ];
 
 export const LIBFAKETIME_PACKAGE = 'faketime';
+export const POSTGRES_PACKAGE = 'postgresql';
+
+/**
+ * The directory with PostgreSQL's server programs (initdb, postgres, pg_ctl): Debian keeps them
+ * off PATH, under /usr/lib/postgresql/<version>/bin; the newest there, else PATH.
+ * @returns {string | undefined}
+ */
+export function findPostgresBin() {
+  const has = (dir) => ['initdb', 'postgres', 'pg_ctl'].every((n) => existsSync(join(dir, n)));
+  try {
+    const versions = readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    for (const v of versions) if (has(`/usr/lib/postgresql/${v}/bin`)) return `/usr/lib/postgresql/${v}/bin`;
+  } catch {
+    // not Debian's layout
+  }
+  const initdb = findProgram('initdb');
+  return initdb && has(dirname(initdb)) ? dirname(initdb) : undefined;
+}
+
+export function postgresProblem() {
+  return `postgresql: initdb, postgres and pg_ctl not found under /usr/lib/postgresql/<version>/bin or on PATH (Debian package: ${POSTGRES_PACKAGE}); the PostgreSQL ledger is tested against a real server`;
+}
 
 /** Where Debian (or a `make install`) puts libfaketime, most likely first. */
 export function libfaketimeCandidates() {
@@ -130,6 +152,7 @@ export function missingRequirements() {
     if (!findProgram(p.name)) missing.push({ problem: programProblem(p.name, p.debianPackage), debianPackage: p.debianPackage });
   }
   if (!findLibfaketime()) missing.push({ problem: libfaketimeProblem(), debianPackage: LIBFAKETIME_PACKAGE });
+  if (!findPostgresBin()) missing.push({ problem: postgresProblem(), debianPackage: POSTGRES_PACKAGE });
   const uid = process.getuid?.();
   if (uid !== 0) {
     missing.push({ problem: rootProblem(uid ?? 'unknown (not a POSIX system)') });
@@ -163,7 +186,7 @@ function main() {
     process.stderr.write(describeMissing(missing));
     return 1;
   }
-  process.stdout.write(`integration preflight: ${PROGRAMS.map((p) => p.name).join(', ')}, libfaketime (${findLibfaketime()}) and root: all present\n`);
+  process.stdout.write(`integration preflight: ${PROGRAMS.map((p) => p.name).join(", ")}, libfaketime (${findLibfaketime()}), PostgreSQL (${findPostgresBin()}) and root: all present\n`);
   return 0;
 }
 

@@ -133,7 +133,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
     const observe = (endpoint: Endpoint, seconds: number) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds);
     const client = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now, monoNow, observe });
-    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS, forecastScale, slotAtOrAfter });
+    const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS, forecastScale, slotAtOrAfter, transferredOut: () => unit.group?.group.transferredOut ?? 0 });
     const unit: Unit = { account, watchdog, ledger };
     if (account.subaccounts) {
       const transfers = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });

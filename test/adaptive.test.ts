@@ -232,6 +232,32 @@ describe('POLL_ADAPTIVE', () => {
     expect(text).not.toMatch(/vonage_topups_skipped_total\{account="lead01"[^}]*\} [1-9]/);
   });
 
+  it('a primary with TOPUP_LEAD_TIME does not read its own transfers as spending: no card top-up because it refilled a subaccount', async () => {
+    const w = await world({ balance: 1000, account: { threshold: 50, leadTimeMs: 60 * MIN }, subs: [{ apiKey: 'sub01', balance: 30 }] });
+    for (let i = 0; i < 240; i++) {
+      w.sim.drainSubaccount('sub01', 1);
+      await w.tick();
+    }
+    // The group's maxPerDay (5) bounds the transfers; the card is never charged for them.
+    expect(w.sim.appliedTransfers().length).toBe(5);
+    expect(w.sim.appliedTopUps()).toEqual([]);
+  });
+
+  it('a long leadTime does not pile transfers up: on a constant burn at most one more transfer than reactive', async () => {
+    const run = async (leadTimeMs: number) => {
+      const w = await world({ balance: 5000, subs: [{ apiKey: 'sub01', balance: 30 }], group: { maxTransferredPerDay: 5000, settings: { threshold: 10, transferAmount: 20, cooldownMs: 15 * MIN, maxPerDay: 100, leadTimeMs } } });
+      for (let i = 0; i < 600; i++) {
+        w.sim.drainSubaccount('sub01', 1);
+        await w.tick();
+      }
+      return { transfers: w.sim.appliedTransfers().length, balance: w.sim.subaccount('sub01')!.balance! };
+    };
+    const reactive = await run(0);
+    const predictive = await run(120 * MIN);
+    expect(predictive.transfers, JSON.stringify({ reactive, predictive })).toBeLessThanOrEqual(reactive.transfers + 1);
+    expect(predictive.transfers).toBeGreaterThanOrEqual(reactive.transfers);
+  });
+
   it('subaccounts: one that starts spending after a long idle spell is seen, read at every tick near its threshold and refilled before it is empty', async () => {
     const w = await world({ balance: 1000, subs: [{ apiKey: 'idle01', balance: 60 }, { apiKey: 'burst01', balance: 60 }] });
     for (let i = 0; i < 60; i++) await w.tick();

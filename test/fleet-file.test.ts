@@ -252,21 +252,22 @@ accounts:
     expect([none.pollAdaptive, none.pollMaxIntervalMs]).toEqual([false, 600_000]);
   });
 
-  test('subaccounts.leadTime and an override of it; defaults.leadTime otherwise', () => {
+  test('subaccounts.leadTime and an override of it; never defaults.leadTime (the card top-ups\')', () => {
     const text = `
 defaults: {leadTime: 5m}
 accounts:
   - apiKey: k1
     apiSecretFile: /run/secrets/us_secret
     threshold: 1
-    subaccounts: {watch: [s1, s2], threshold: 2, overrides: {s2: {leadTime: 90s}}}
+    subaccounts: {watch: [s1, s2], threshold: 2, leadTime: 2m, overrides: {s2: {leadTime: 90s}}}
   - apiKey: k2
     apiSecretFile: /run/secrets/us_secret
     threshold: 1
-    subaccounts: {watch: all, threshold: 2, leadTime: 0s}
+    subaccounts: {watch: all, threshold: 2}
 `;
     const [a, b] = parse(text).accounts;
-    expect(a!.subaccounts!.settings.leadTimeMs).toBe(300_000);
+    expect(a!.subaccounts!.settings.leadTimeMs).toBe(120_000);
+    expect(a!.leadTimeMs).toBe(300_000);
     expect(a!.subaccounts!.overrides.s2).toEqual({ leadTimeMs: 90_000 });
     expect(b!.subaccounts!.settings.leadTimeMs).toBeUndefined();
     expect(() => parse(`accounts:\n  - {apiKey: k1, apiSecretFile: /run/secrets/us_secret, threshold: 1, subaccounts: {watch: all, threshold: 2, leadTime: 3d}}\n`)).toThrow(/accounts\[0\]\.subaccounts\.leadTime: must be a duration from 0s to 24h/);

@@ -204,6 +204,18 @@ describe('nextDue (POLL_ADAPTIVE)', () => {
   });
 });
 
+describe('decideWithForecast: within one refill of the threshold only', () => {
+  it('with a known refill amount, a forecast acts only when the balance is within half of it of the threshold (a long lead time cannot pile refills up)', () => {
+    const settings: PolicySettings = { threshold: 10, cooldownMs: 60_000, maxPerDay: 100, topupEnabled: true, dryRun: false, maxReadingAgeMs: 5000 };
+    const r = (value: number): Reading => ({ value, autoReload: true, at: 1_000_000, mono: 1_000_000 });
+    const f = { runwayMs: 100, leadTimeMs: 3_600_000, refillAmount: 20 };
+    expect(decideWithForecast(r(19), settings, { writable: true, attempts: [] }, 1_000_000, 1_000_000, f)).toEqual({ action: 'topup', trigger: 'forecast' });
+    expect(decideWithForecast(r(21), settings, { writable: true, attempts: [] }, 1_000_000, 1_000_000, f)).toEqual({ action: 'none', why: 'above_threshold' });
+    // The amount unknown (no rise seen yet): the lead time alone decides, as before.
+    expect(decideWithForecast(r(31), settings, { writable: true, attempts: [] }, 1_000_000, 1_000_000, { runwayMs: 100, leadTimeMs: 3_600_000 })).toEqual({ action: 'topup', trigger: 'forecast' });
+  });
+});
+
 describe('decideWithForecast: the predictive refill beside the reactive rule', () => {
   const settings: PolicySettings = { threshold: 10, cooldownMs: 600 * S, maxPerDay: 3, topupEnabled: true, dryRun: false, maxReadingAgeMs: 60 * S };
   const NOW = Date.UTC(2026, 11, 2, 12);

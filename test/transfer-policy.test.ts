@@ -299,6 +299,15 @@ describe('decideTransfers: several subaccounts', () => {
     expect(out.map(label)).toEqual(['transfer:20', 'skip:cooldown']);
   });
 
+  it('a predictive transfer waits while a subaccount below its threshold waits for its own (cooldown), so it never takes the budget that one will need', () => {
+    const o = { subaccounts: [sub('low', 2), sub('soon', 25)], transfers: [tr('low', T0 - 5 * 60_000)], group: { maxTransferredPerDay: 40 } };
+    const [low, soon] = decideTransfers({ ...input(o), forecastDue: new Set(['soon']) });
+    expect(low).toMatchObject({ action: 'skip', reason: 'cooldown' });
+    expect(soon).toMatchObject({ action: 'none', why: 'forecast_held', reason: 'primary_reserve', detail: expect.stringContaining('held for subaccount low') });
+    // With nobody below waiting, the same forecast gets its transfer, marked as such.
+    expect(decideTransfers({ ...input({ subaccounts: [sub('soon', 25)] }), forecastDue: new Set(['soon']) })[0]).toMatchObject({ action: 'transfer', trigger: 'forecast' });
+  });
+
   it('the primary’s own needs stop every transfer', () => {
     const subs = [sub('a', 1), sub('b', 2)];
     expect(labels({ primaryToppingUp: true, subaccounts: subs })).toEqual(['skip:primary_reserve', 'skip:primary_reserve']);
@@ -450,7 +459,7 @@ describe('decideTransfers: properties', () => {
   };
   const EPS = 1e-9;
 
-  it('a forecast (leadTime) only adds transfers, to subaccounts strictly above their threshold, after every reactive one; it never turns a decision into a skip (2,000 random inputs)', () => {
+  it('a forecast (leadTime) only adds transfers, to subaccounts strictly above their threshold, after every reactive one; it never turns a decision into a skip (4,000 random inputs)', () => {
     let predicted = 0;
     fc.assert(
       fc.property(inputArb, fc.subarray(KEYS), (r, dueKeys) => {
@@ -477,9 +486,9 @@ describe('decideTransfers: properties', () => {
         const total = out.reduce((sum, d) => sum + (d.action === 'transfer' ? d.amount : 0), 0);
         if (total > 0) expect(inp.primary.balance - total).toBeGreaterThanOrEqual(inp.group.primaryReserve - EPS);
       }),
-      { numRuns: 2000, seed: 909 },
+      { numRuns: 4000, seed: 909 },
     );
-    expect(predicted).toBeGreaterThan(20);
+    expect(predicted).toBeGreaterThan(10);
   });
 
   it('keeps every limit, whatever the input (3,000 random inputs)', () => {

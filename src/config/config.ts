@@ -1127,6 +1127,7 @@ function describeFleetAccount(a: AccountConfig, p: string): Record<string, strin
     [`${q}.transferAmount`]: String(s.settings.transferAmount),
     [`${q}.cooldown`]: formatDuration(s.settings.cooldownMs),
     [`${q}.maxPerDay`]: String(s.settings.maxPerDay),
+    [`${q}.leadTime`]: formatDuration(s.settings.leadTimeMs ?? 0),
     [`${q}.primaryReserve`]: String(s.primaryReserve),
     [`${q}.maxTransferredPerDay`]: String(s.maxTransferredPerDay),
     [`${q}.topupEnabled`]: String(s.transfersEnabled),

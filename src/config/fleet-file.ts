@@ -595,7 +595,8 @@ class FleetParser {
     }
     const cooldownMs = this.cooldown(`${path}.cooldown`, s.cooldown, refill === 'transfer' ? 'transfer' : false) ?? (s.cooldown === undefined ? (defaults.cooldownMs ?? DEFAULT_COOLDOWN_MS) : undefined);
     const maxPerDay = this.count(`${path}.maxPerDay`, s.maxPerDay) ?? (s.maxPerDay === undefined ? (defaults.maxPerDay ?? DEFAULT_MAX_PER_DAY) : undefined);
-    const leadTimeMs = this.leadTime(`${path}.leadTime`, s.leadTime) ?? (s.leadTime === undefined ? (defaults.leadTimeMs ?? 0) : undefined);
+    // Not from defaults.leadTime: that one is the card top-ups'; predictive transfers are asked for here.
+    const leadTimeMs = this.leadTime(`${path}.leadTime`, s.leadTime) ?? (s.leadTime === undefined ? 0 : undefined);
     let transferAmount = this.money(`${path}.transferAmount`, s.transferAmount);
     let maxTransferred = this.money(`${path}.maxTransferredPerDay`, s.maxTransferredPerDay);
     if (refill === 'transfer') {

@@ -119,6 +119,7 @@ export class SubaccountGroup {
   private readonly trackers = new Map<string, ForecastTracker>();
   private plan: PollPlan | undefined;
   private blocked = new Map<string, TransferBlockedReason>();
+  private movedOut = 0;
   /** The subaccount whose forecast set the plan. */
   private planFor: string | undefined;
 
@@ -131,6 +132,11 @@ export class SubaccountGroup {
 
   get adaptive(): boolean {
     return this.deps.primary.pollAdaptive && this.deps.forecastScale !== undefined;
+  }
+
+  /** EUR sent to subaccounts by transfers that may have moved money, since start (the primary's forecast adds it back). */
+  get transferredOut(): number {
+    return this.movedOut;
   }
 
   get primaryName(): string {
@@ -212,6 +218,9 @@ export class SubaccountGroup {
       const lead = this.settingsFor(s.apiKey).leadTimeMs ?? 0;
       const t = this.trackers.get(s.apiKey);
       if (!(lead > 0) || t === undefined || typeof s.balance !== 'number' || t.estimate.confidence === 'insufficient') continue;
+      // Within half a transfer of the threshold only (see ForecastInput.refillAmount): a lead time
+      // longer than one transfer lasts would otherwise transfer after every rise (found by review).
+      if (!(s.balance - this.settingsFor(s.apiKey).threshold <= this.settingsFor(s.apiKey).transferAmount / 2)) continue;
       if (t.runwaySeconds(s.balance) * 1000 <= lead) due.add(s.apiKey);
     }
     return due;
@@ -265,7 +274,7 @@ export class SubaccountGroup {
    */
   adoptEarlier(plan: PollPlan | undefined): void {
     if (plan === undefined || this.plan === undefined || !(plan.at < this.plan.at)) return;
-    this.plan = { ...plan };
+    this.plan = { ...plan, reason: `primary: ${plan.reason}` as PollPlan['reason'] };
     this.planFor = undefined;
     this.publish();
   }
@@ -336,14 +345,20 @@ export class SubaccountGroup {
     if (claim.problem !== undefined) {
       const planned = decisions.filter((d) => d.action === 'transfer').length;
       onEvent({ kind: 'claim_failed', problem: claim.problem, planned });
-      decisions = decisions.map((d) => (d.action === 'transfer' ? { to: d.to, action: 'skip', reason: 'ledger_unavailable', detail: claim.problem! } : d));
+      decisions = decisions.map((d): TransferDecision =>
+        d.action !== 'transfer'
+          ? d
+          : d.trigger === 'forecast'
+            ? { to: d.to, action: 'none', why: 'forecast_held', reason: 'ledger_unavailable', detail: claim.problem! }
+            : { to: d.to, action: 'skip', reason: 'ledger_unavailable', detail: claim.problem! },
+      );
     }
     const byKey = new Map(watched.map((s) => [s.apiKey, s]));
     let belowWithoutRefill = 0;
     for (const d of decisions) {
       const sub = byKey.get(d.to)!;
       this.decisions.set(d.to, d);
-      const reason = d.action === 'skip' ? d.reason : undefined;
+      const reason = d.action === 'skip' ? d.reason : d.action === 'none' && d.why === 'forecast_held' ? `held:${d.reason}` : undefined;
       const repeat = reason !== undefined && this.lastSkip.get(d.to) === reason;
       if (reason === undefined) this.lastSkip.delete(d.to);
       else this.lastSkip.set(d.to, reason);
@@ -356,6 +371,7 @@ export class SubaccountGroup {
     const triggers = new Map(decisions.flatMap((d) => (d.action === 'transfer' ? [[d.to, d.trigger ?? 'threshold'] as const] : [])));
     for (const attempt of claim.attempts) {
       const outcome = await this.send(attempt, primaryBalance, triggers.get(attempt.to!) ?? 'threshold');
+      if (outcome === 'success' || outcome === 'unknown') this.movedOut += attempt.requested ?? 0;
       if (outcome !== 'not_sent' && outcome !== 'failed') primaryBalance -= attempt.requested ?? 0;
       transfers.push({ to: attempt.to!, outcome });
     }

@@ -37,6 +37,8 @@ export interface WatchdogDeps {
    * /status show. Unset: the planned time itself.
    */
   slotAtOrAfter?: (wallMs: number) => number | null;
+  /** EUR this primary has moved to its subaccounts so far (memory, only growing): not spending. */
+  transferredOut?: () => number;
 }
 
 export type TopUpOutcome = 'success' | 'failed' | 'unknown' | 'not_sent';
@@ -196,7 +198,7 @@ export class Watchdog {
   /** Its primary's subaccount list is due earlier: the balance is read with it, so that is its next read. */
   adoptEarlier(plan: PollPlan | undefined): void {
     if (plan === undefined || this.plan === undefined || !(plan.at < this.plan.at)) return;
-    this.plan = { ...plan };
+    this.plan = { ...plan, reason: `subaccounts: ${plan.reason}` as PollPlan['reason'] };
     this.publishPlan();
   }
 
@@ -257,11 +259,16 @@ export class Watchdog {
     // The forecast learns from every successful reading, whether or not TOPUP_LEAD_TIME uses it.
     let forecast: ForecastInput | undefined;
     if (this.forecast) {
-      const estimate = this.forecast.observe({ at: reading.mono, balance: reading.value });
+      // Money this primary moved to its subaccounts is not spending: added back, so that a transfer
+      // does not read as a burst that asks for a card top-up (found by review).
+      const estimate = this.forecast.observe({ at: reading.mono, balance: reading.value + (this.deps.transferredOut?.() ?? 0) });
       this.lastRunwaySeconds = this.forecast.runwaySeconds(reading.value);
       metrics.burnRate.set(this.label, estimate.rate);
       metrics.runway.set(this.label, this.lastRunwaySeconds);
-      if (this.deps.account.leadTimeMs > 0 && estimate.confidence !== 'insufficient') forecast = { runwayMs: this.lastRunwaySeconds * 1000, leadTimeMs: this.deps.account.leadTimeMs };
+      if (this.deps.account.leadTimeMs > 0 && estimate.confidence !== 'insufficient') {
+        const known = [...ledger.view().attempts].reverse().find((a) => a.amount !== undefined && a.amount > 0)?.amount;
+        forecast = { runwayMs: this.lastRunwaySeconds * 1000, leadTimeMs: this.deps.account.leadTimeMs, ...(known === undefined ? {} : { refillAmount: known }) };
+      }
     }
     // Decision and record in one synchronous step (ledger.claim): nothing can run in between.
     const claim = ledger.claim(reading, this.settings(), this.monoNow(), forecast);

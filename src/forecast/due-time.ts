@@ -31,7 +31,7 @@ export type DueReason = 'insufficient_history' | 'awaiting_refill' | 'surprise' 
  * Why an account is polled when it is, as /status shows it: the adaptive reasons above, or
  * `schedule` (not adaptive: every tick) and `poll_failed` (the last poll failed: the next tick).
  */
-export type PollReason = DueReason | 'schedule' | 'poll_failed';
+export type PollReason = DueReason | 'schedule' | 'poll_failed' | `subaccounts: ${string}` | `primary: ${string}`;
 
 /** The next poll of one account (or one primary's subaccount list), on the monotonic clock. */
 export interface PollPlan {

@@ -129,7 +129,7 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
     nextPoll: gauge('vonage_balance_next_poll_timestamp_seconds', 'Unix time of the POLL_SCHEDULE tick at which the balance (a subaccount: its primary\'s list) is read next: every tick, or with POLL_ADAPTIVE when its runway needs it (0 before the first poll).'),
     pollMaxInterval: gauge('vonage_balance_poll_max_interval_seconds', 'The longest the balance goes unread while polls succeed: POLL_MAX_INTERVAL plus one tick with POLL_ADAPTIVE, else the interval of POLL_SCHEDULE. Staleness alerts allow for it.'),
     refillBlocked: gauge('vonage_refill_blocked', 'Whether a refill, were it due now, could not be sent for a reason that waiting out the cooldown does not cure (1): refills switched off, dry run, auto-reload off, the ledger unwritable, the daily cap, and for a subaccount suspended, the primary reserve or the EUR cap. /status says which.'),
-    refillTriggers: counter('vonage_refill_triggers_total', 'Top-ups sent, by what triggered them: the balance below the threshold, or the forecast (TOPUP_LEAD_TIME) saying it soon would be.', ['account', 'trigger'] as const),
+    refillTriggers: counter('vonage_refill_triggers_total', 'Refills sent (card top-ups, and balance transfers to a subaccount), by what triggered them: the balance below the threshold, or the forecast (TOPUP_LEAD_TIME, leadTime) saying it soon would be.', ['account', 'trigger'] as const),
   };
 
   new Gauge({ name: 'vonage_watchdog_build_info', help: 'Build information; the value is always 1.', labelNames: ['version'] as const, registers }).set({ version }, 1);

@@ -110,6 +110,12 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
         const d = e.decision;
         const label = { account: d.to };
         m.threshold.set(label, e.settings.threshold);
+        if (d.action === 'none' && d.why === 'forecast_held') {
+          // Not a skip (the balance is above the threshold); a dry run says what a live run would do.
+          const dry = d.reason === 'dry_run';
+          log[dry && !e.repeat ? 'warn' : 'debug']({ subaccount: d.to, reason: d.reason, detail: d.detail, balance: e.sub.balance, threshold: e.settings.threshold }, dry ? 'forecast: the subaccount reaches its threshold within its leadTime; dry run, would transfer' : 'forecast: the subaccount reaches its threshold within its leadTime, but a rule holds the transfer back');
+          break;
+        }
         if (d.action !== 'skip') break;
         m.topupsSkipped.inc({ ...label, reason: d.reason });
         const level = e.repeat ? 'debug' : d.reason === 'ledger_unavailable' ? 'error' : 'warn';

@@ -206,6 +206,14 @@ export interface ForecastInput {
   runwayMs: number;
   /** TOPUP_LEAD_TIME: refill when the runway is at most this (0: reactive only). */
   leadTimeMs: number;
+  /**
+   * EUR one refill adds, when known (the last confirmed top-up, the transfer amount). A forecast
+   * acts only within half a refill of the threshold: with a lead time longer than one refill
+   * lasts it would otherwise refill again after every rise and pile the balance up (found by
+   * review). Half, because over a trace the refills made beyond the reactive rule's are the
+   * difference of the final balances over the amount: below 1.5 refills, so at most one.
+   */
+  refillAmount?: number;
 }
 
 export type ForecastDecision =
@@ -230,6 +238,7 @@ export function decideWithForecast(reading: Reading | undefined, settings: Polic
   // nothing about spending, and with too little history it would be the forecast's only input).
   if (!(reading.value > settings.threshold)) return reactive;
   if (forecast === undefined || !(forecast.leadTimeMs > 0) || !(forecast.runwayMs <= forecast.leadTimeMs)) return reactive;
+  if (forecast.refillAmount !== undefined && !(reading.value - settings.threshold <= forecast.refillAmount / 2)) return reactive;
   const justBelow = { ...reading, value: settings.threshold - 0.01 };
   const d = decide(justBelow, settings, ledger, now, monoNow);
   if (d.action === 'topup') return { action: 'topup', trigger: 'forecast' };

@@ -127,6 +127,8 @@ export type TransferDecision =
   | { to: string; action: 'transfer'; amount: number; trigger?: 'forecast' };
 
 const iso = isoTime;
+/** Reasons a below-threshold subaccount waits for a transfer it will get: predictive ones hold meanwhile. */
+const WAITING: ReadonlySet<TransferSkipReason> = new Set(['cooldown', 'stale_reading', 'daily_cap', 'primary_reserve', 'transfer_cap']);
 const eur = (x: number): string => (Number.isFinite(x) ? `${Math.round(x * 100) / 100} EUR` : `${x} EUR`);
 
 /** Counts for the cooldown and the per-subaccount daily count: unless the request never left. */
@@ -278,12 +280,22 @@ export function decideTransfers(input: TransferPolicyInput): TransferDecision[] 
   const planned = new Set<string>();
   let spent = 0;
   // Predictive ones only after every reactive one: they take what the below-threshold leave.
+  let waiting: string | undefined;
   for (const c of candidates.sort((a, b) => (a.predictive === b.predictive ? emptiestFirst(a, b) : a.predictive ? 1 : -1))) {
     const to = c.entry.apiKey;
     const amount = c.settings.transferAmount;
     const skip = (reason: TransferSkipReason, detail: string, retryAt?: number): void => {
       out[c.index] = held(c.predictive, to, reason, detail, retryAt);
     };
+    // Nor while a subaccount already below its threshold waits (its cooldown, the cap, the
+    // reserve): the budget a forecast would take is the one it will need (found by review).
+    if (c.predictive) {
+      waiting ??= input.subaccounts.find((e, i) => out[i]?.action === 'skip' && WAITING.has((out[i] as { reason: TransferSkipReason }).reason) && e.balance !== null && !e.usePrimaryBalance)?.apiKey ?? '';
+      if (waiting !== '') {
+        skip('primary_reserve', `held for subaccount ${waiting}, below its threshold and waiting for its own transfer`);
+        continue;
+      }
+    }
     if (planned.has(to)) {
       // The same subaccount listed twice: one transfer per call, the cooldown starts with it.
       skip('cooldown', 'a transfer to this subaccount is already decided in this cycle', now + c.settings.cooldownMs);

@@ -12,7 +12,10 @@ import {
   LIBFAKETIME_PACKAGE,
   describeMissing,
   findLibfaketime,
+  findPostgresBin,
   findProgram,
+  POSTGRES_PACKAGE,
+  postgresProblem,
   libfaketimeProblem,
   namespaceProblem,
   programProblem,
@@ -50,4 +53,11 @@ export function requireRoot(): void {
   if (uid !== 0) throw new MissingRequirementError(describeMissing([{ problem: rootProblem(uid ?? 'unknown (not a POSIX system)') }]));
   const problem = namespaceProblem();
   if (problem !== undefined) throw new MissingRequirementError(describeMissing([{ problem }]));
+}
+
+/** The directory of PostgreSQL's server programs, or an error naming the `postgresql` package. */
+export function requirePostgres(): string {
+  const dir = findPostgresBin();
+  if (dir === undefined) throw new MissingRequirementError(describeMissing([{ problem: postgresProblem(), debianPackage: POSTGRES_PACKAGE }]));
+  return dir;
 }
