@@ -11,7 +11,7 @@ import type { SubaccountEntry, SubaccountList, SubaccountSettings, SubaccountsCo
 import { accountsElsewhere, selectWatched } from '../accounts/subaccount-selection.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Attempt, LedgerView } from '../refill/topup-policy.js';
-import { DAY_MS, isoTime } from '../refill/topup-policy.js';
+import { DAY_MS, decisionStatus, isoTime } from '../refill/topup-policy.js';
 import { decideTransfers, transfersBlocked, type TransferAttempt, type TransferBlockedReason, type TransferDecision, type TransferPolicyInput } from '../refill/transfer-policy.js';
 import { VonageError } from '../vonage/errors.js';
 import type { SubaccountsClient } from '../vonage/subaccounts-client.js';
@@ -480,15 +480,7 @@ export class SubaccountGroup {
         threshold: st.threshold,
         transferAmount: st.transferAmount,
         lastSuccessfulPoll: this.lastList ? isoTime(this.lastList.at) : null,
-        lastDecision: d
-          ? d.action === 'skip'
-            ? { action: d.action, reason: d.reason, detail: d.detail }
-            : d.action === 'none'
-              ? d.why === 'forecast_held'
-                ? { action: d.action, reason: d.why, detail: `${d.reason}: ${d.detail}` }
-                : { action: d.action, reason: d.why }
-              : { action: d.action, ...(d.trigger ? { reason: d.trigger } : {}) }
-          : null,
+        lastDecision: decisionStatus(d),
         lastTransfer: last ? { at: isoTime(last.at), outcome: last.outcome, ...(last.reason ? { reason: last.reason } : {}), amountEuros: last.amount ?? last.requested ?? 0 } : null,
         transfersLast24h: mine.filter((a) => a.outcome !== 'not_sent' && now() - a.at < DAY_MS).length,
         maxPerDay: st.maxPerDay,

@@ -9,7 +9,7 @@ import { failpoint } from './failpoints.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
-import { topupBlocked, attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type ForecastDecision, type ForecastInput, type PolicySettings } from '../refill/topup-policy.js';
+import { decisionStatus, topupBlocked, attemptsInLastDay, attributeRise, awaitsRise, counts, DAY_MS, isoTime, lastCountedAttempt, sinceAttempt, type Attempt, type ForecastDecision, type ForecastInput, type PolicySettings } from '../refill/topup-policy.js';
 import type { ForecastScale } from '../forecast/burn-rate.js';
 import { ForecastTracker } from '../forecast/tracker.js';
 import { confirmWindowMs, type PollPlan } from '../forecast/due-time.js';
@@ -429,15 +429,7 @@ export class Watchdog {
         ? { at: iso(this.lastPoll.at), ok: this.lastPoll.ok, ...(this.lastPoll.reason ? { reason: this.lastPoll.reason, message: this.lastPoll.message } : {}) }
         : null,
       lastSuccessfulPoll: this.lastReading ? iso(this.lastReading.at) : null,
-      lastDecision: d
-        ? d.action === 'skip'
-          ? { action: d.action, reason: d.reason, detail: d.detail }
-          : d.action === 'none'
-            ? d.why === 'forecast_held'
-              ? { action: d.action, reason: d.why, detail: `${d.reason}: ${d.detail}` }
-              : { action: d.action, reason: d.why }
-            : { action: d.action, ...(d.trigger ? { reason: d.trigger } : {}) }
-        : null,
+      lastDecision: decisionStatus(d),
       lastTopUp: last
         ? {
             at: iso(last.at),

@@ -245,3 +245,17 @@ export function decideWithForecast(reading: Reading | undefined, settings: Polic
   if (d.action === 'skip') return { action: 'none', why: 'forecast_held', reason: d.reason, detail: d.detail };
   return reactive;
 }
+
+/** Any refill decision (a top-up's or a transfer's), as /status shows it. */
+export type DecisionLike =
+  | { action: 'skip'; reason: string; detail: string }
+  | { action: 'none'; why: 'forecast_held'; reason: string; detail: string }
+  | { action: 'none'; why: string }
+  | { action: 'topup' | 'transfer'; trigger?: string };
+
+export function decisionStatus(d: DecisionLike | undefined): { action: string; reason?: string; detail?: string } | null {
+  if (d === undefined) return null;
+  if (d.action === 'skip') return { action: d.action, reason: d.reason, detail: d.detail };
+  if (d.action === 'none') return 'detail' in d ? { action: d.action, reason: d.why, detail: `${d.reason}: ${d.detail}` } : { action: d.action, reason: d.why };
+  return { action: d.action, ...(d.trigger ? { reason: d.trigger } : {}) };
+}
