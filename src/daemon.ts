@@ -24,6 +24,7 @@ import { scheduleIntervalMs, slotFinder } from './cycle/scheduler.js';
 import { VERSION } from './version.js';
 import { createVonageClient } from './vonage/account-client.js';
 import { Watchdog, type CycleResult } from './cycle/watchdog.js';
+import { sharedReplicas, singleReplica, type Replicas } from './cycle/replicas.js';
 import type { Endpoint } from './vonage/errors.js';
 
 export interface DaemonDeps {
@@ -49,14 +50,16 @@ export interface Parts {
   /** The accounts' watchdogs and top-up ledgers, in configuration order (as of the last reload). */
   readonly watchdogs: Watchdog[];
   readonly ledgers: Ledger[];
-  /** The STATE_DIR lock shared by every ledger; close it after them. */
-  stateDir: StateDir;
+  /** The STATE_DIR lock shared by every file ledger (LEDGER=file); close it after them. */
+  stateDir: StateDir | undefined;
+  /** Leases and the shared ledger (LEDGER=postgres), or the one replica there is. */
+  replicas: Replicas;
   now: () => number;
   monoNow: () => number;
   /** Resolves once the STATE_DIR lock is settled (taken, or seen held by a live watchdog): bounded. */
   settled(): Promise<void>;
-  /** Closes the ledgers and releases the lock. */
-  closeLedgers(): void;
+  /** Closes the ledgers and releases the lock (or the leases and the database pool). */
+  closeLedgers(): Promise<void>;
   /** Builds the unit of one account (its watchdog, ledger, and subaccount group if it has one). */
   buildUnit(account: AccountConfig): Unit;
 }
@@ -118,7 +121,9 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       },
       deps.logDestination,
     );
-  const stateDir = StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) });
+  const replicas = config.ledger.kind === 'postgres' ? sharedReplicas({ ...config, ledger: config.ledger }, { metrics, log, now, monoNow }) : singleReplica(metrics);
+  // LEDGER=postgres keeps nothing in STATE_DIR: no lock, no volume needed.
+  const stateDir = replicas.kind === 'file' ? StateDir.open(config.stateDir, { onEvent: (e) => logLockEvent(log, e) }) : undefined;
   // The schedule's tick is the fastest poll; POLL_MAX_INTERVAL the slowest of an adaptive account.
   const pollIntervalMs = scheduleIntervalMs(config.pollSchedule, now());
   const slotAtOrAfter = slotFinder(config.pollSchedule);
@@ -128,15 +133,16 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
     // The longest two reads can be apart while all is well: a plan lands on the first tick after
     // it, up to a tick late, so POLL_MAX_INTERVAL plus one tick when adaptive.
     const longestMs = account.pollAdaptive ? forecastScale.maxIntervalMs + pollIntervalMs : pollIntervalMs;
-    addAccount(metrics, { ...account, pollMaxIntervalSeconds: longestMs / 1000 });
+    const series = { ...account, pollMaxIntervalSeconds: longestMs / 1000 };
+    addAccount(metrics, series);
     const accountLog = log.child({ account: account.name });
-    const ledger = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
+    const ledger = replicas.ledger(account, 'topups') ?? FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, onEvent: (e) => logLedgerEvent(accountLog, e) });
     const observe = (endpoint: Endpoint, seconds: number) => metrics.requestDuration.observe({ account: account.name, endpoint }, seconds);
     const client = createVonageClient({ account, timeoutMs: config.httpTimeoutMs, now, monoNow, observe });
     const watchdog = new Watchdog({ account, client, ledger, metrics, log, now, monoNow, sleep, httpTimeoutMs: config.httpTimeoutMs, balanceAttempts: BALANCE_ATTEMPTS, forecastScale, slotAtOrAfter, transferredOut: () => unit.group?.group.transferredOut ?? 0 });
     const unit: Unit = { account, watchdog, ledger };
     if (account.subaccounts) {
-      const transfers = FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });
+      const transfers = replicas.ledger(account, 'transfers') ?? FileLedger.open(config.stateDir, account.name, now, { stateDir, apiKey: account.apiKey, kind: 'transfers', onEvent: (e) => logLedgerEvent(accountLog.child({ ledger: 'transfers' }), e) });
       const observer = observeGroup({ metrics, log, primary: account.name, primaryKey: account.apiKey, pollMaxIntervalSeconds: longestMs / 1000 });
       const group = new SubaccountGroup({
         primary: account as AccountConfig & { subaccounts: SubaccountsConfig },
@@ -153,9 +159,11 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       });
       unit.group = { group, ledger: transfers, observer };
     }
+    replicas.register(unit, series);
     return unit;
   };
-  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep, tickMs: pollIntervalMs, monoNow, now });
+  const fleet = new Fleet(config.accounts.map(buildUnit), { concurrency: config.pollConcurrency, jitterMs: POLL_JITTER_MS, sleep, tickMs: pollIntervalMs, monoNow, now, runs: (u) => replicas.runs(u) });
+  replicas.setUnits(fleet.units);
   for (const w of config.warnings) log.warn(w);
   return {
     log,
@@ -168,15 +176,18 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       return fleet.units.map((u) => u.ledger);
     },
     stateDir,
+    replicas,
     now,
     monoNow,
     buildUnit,
     // A lock left by a watchdog in another container is trusted for one lease: wait that out once
-    // at start-up, so the first cycle after a crash can already top up.
-    settled: () => stateDir.whenSettled(DEFAULT_LEASE_MS + DEFAULT_PROBATION_MS + 1000),
-    closeLedgers: () => {
+    // at start-up, so the first cycle after a crash can already top up. A shared ledger: the
+    // first round trip (schema, heartbeat, leases), bounded by its timeouts.
+    settled: () => (stateDir ? stateDir.whenSettled(DEFAULT_LEASE_MS + DEFAULT_PROBATION_MS + 1000) : replicas.start()),
+    closeLedgers: async () => {
       for (const u of fleet.units) closeUnit(u);
-      stateDir.close();
+      stateDir?.close();
+      await replicas.stop();
     },
   };
 }
@@ -213,6 +224,7 @@ export async function replaceAccounts(parts: Parts, accounts: readonly AccountCo
     closeUnit(u);
     u.group?.observer.forget();
     removeAccount(parts.metrics, name);
+    if (!accounts.some((a) => a.name === name)) parts.replicas.unregister(name);
   }
   const units = accounts.map((a) => {
     if (keep.has(a.name)) return before.get(a.name)!;
@@ -222,6 +234,7 @@ export async function replaceAccounts(parts: Parts, accounts: readonly AccountCo
     return u;
   });
   await parts.fleet.replace(units);
+  parts.replicas.setUnits(units);
   return { added, removed, changed };
 }
 
@@ -233,6 +246,8 @@ const RESTART_ONLY: readonly [string, (c: Config) => unknown][] = [
   ['METRICS_HOST / METRICS_PORT / METRICS_AUTH_TOKEN', (c) => c.metrics],
   ['LOG_LEVEL / LOG_FORMAT', (c) => c.log],
   ['POLL_CONCURRENCY', (c) => c.pollConcurrency],
+  ['LEDGER / DATABASE_URL / DATABASE_SCHEMA / LEADER_LEASE', (c) => c.ledger],
+  ['INSTANCE_ID', (c) => c.instanceId],
 ];
 
 /**
@@ -281,8 +296,10 @@ export function onceExitCode(results: readonly (CycleResult | UnitResult)[]): nu
 export async function settleLedgers(parts: Parts): Promise<void> {
   await parts.settled();
   for (const u of parts.fleet.units) {
+    // A standby reads its ledgers when it takes over; the replica leading them says what is wrong.
+    if (!parts.replicas.runs(u)) continue;
     for (const [ledger, what] of [[u.ledger, 'top-ups'], ...(u.group ? [[u.group.ledger, 'balance transfers'] as const] : [])] as const) {
-      ledger.retry();
+      await ledger.retry();
       const view = ledger.view();
       if (!view.writable) parts.log.error({ account: u.account.name, problem: view.problem }, `${what} are DISABLED until the ledger is writable; watching and reporting continue`);
     }
@@ -358,7 +375,9 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
   const staleAfterMs = 2 * scheduler.intervalMs + cycleBoundMs(config.httpTimeoutMs);
 
   const health = (): Probe => scheduler.health(staleAfterMs);
-  const ready = (): Probe => readiness(watchedOf(fleet.units), parts.monoNow(), staleAfterMs, cycleBoundMs(config.httpTimeoutMs));
+  // A standby is ready: it serves its metrics and takes over when the leader goes. Only what this
+  // replica runs is judged (the accounts it leads, or all while the ledger is down).
+  const ready = (): Probe => readiness(watchedOf(fleet.units.filter((u) => parts.replicas.runs(u))), parts.monoNow(), staleAfterMs, cycleBoundMs(config.httpTimeoutMs));
   const server = createHttpServer({
     registry: metrics.registry,
     health,
@@ -373,8 +392,10 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         version: VERSION,
         now: new Date(now()).toISOString(),
         nextPoll,
+        instance: config.instanceId,
+        ledger: parts.replicas.status(),
         accounts: fleet.units.flatMap((u): Record<string, unknown>[] => {
-          const own = { ...u.watchdog.status(), name: u.account.name, primary: null };
+          const own = { ...u.watchdog.status(), name: u.account.name, primary: null, leader: parts.replicas.leads(u), runsHere: parts.replicas.runs(u) };
           if (!u.group) return [own];
           const g = u.group.group.status();
           return [
@@ -412,7 +433,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
         await scheduler.stop(0);
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
-        parts.closeLedgers();
+        await parts.closeLedgers();
         log.info('stopped');
       })());
     return { ...parts, url, port, scheduler, stop };
@@ -433,7 +454,7 @@ export async function startDaemon(config: Config, deps: DaemonDeps = {}): Promis
       if (!finished) log.warn('in-flight cycle did not finish within the shutdown bound; any top-up it sent is in the ledger');
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      parts.closeLedgers();
+      await parts.closeLedgers();
       log.info('stopped');
     })());
 

@@ -95,12 +95,12 @@ async function main(): Promise<void> {
     });
     let code: number;
     if (blocked.length > 0) {
-      parts.closeLedgers();
+      await parts.closeLedgers();
       process.stderr.write(`vonage-reload-watchdog: --once cannot top up, nothing was done:\n${blocked.map((b) => `  ${scrub(b, fatalForms)}`).join('\n')}\n`);
       code = EXIT_FAILED;
     } else {
       const results = await parts.fleet.runCycle();
-      parts.closeLedgers();
+      await parts.closeLedgers();
       code = onceExitCode(results);
     }
     // Bounded: with stdout a pipe nobody reads, a pending write would keep the process alive.

@@ -63,7 +63,7 @@ async function world(opts: { account?: Partial<AccountConfig>; balance?: number;
       ...opts.group,
     };
   }
-  const config = { accounts: [acct], pollSchedule: '* * * * *', httpTimeoutMs: 2000, stateDir, metrics: { host: '127.0.0.1', port: 0, authToken: undefined }, log: { level: 'warn', format: 'json' }, warnings: [], pollConcurrency: 8, accountsFile: undefined } as Config;
+  const config = { accounts: [acct], pollSchedule: '* * * * *', httpTimeoutMs: 2000, stateDir, metrics: { host: '127.0.0.1', port: 0, authToken: undefined }, log: { level: 'warn', format: 'json' }, warnings: [], pollConcurrency: 8, accountsFile: undefined, ledger: { kind: 'file', schema: 'vonage_reload_watchdog', leaseMs: 15_000 }, instanceId: 'test' } as Config;
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   const parts = buildParts(config, { logDestination: sink, now: () => clock.now, monoNow: () => clock.mono ?? clock.now, sleep: async () => {} });
   partsList.push(parts);

@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, test, vi } from 'vitest';
@@ -91,6 +91,8 @@ describe('good configurations', () => {
       pollConcurrency: 8,
       httpTimeoutMs: 10_000,
       stateDir: './data',
+      ledger: { kind: 'file', schema: 'vonage_reload_watchdog', leaseMs: 15_000 },
+      instanceId: hostname(),
       metrics: { host: '0.0.0.0', port: 8479, authToken: undefined },
       log: { level: 'info', format: 'json' },
       warnings: [],
@@ -361,6 +363,19 @@ const BAD: Bad[] = [
   bad('trx file with trailing space', { ...MINIMAL, VONAGE_TOPUP_TRX: undefined, VONAGE_TOPUP_TRX_FILE: '/t' }, ['VONAGE_TOPUP_TRX_FILE'], /whitespace/, { '/t': `${TRX} \n` }),
   bad('trx file empty', { ...MINIMAL, VONAGE_TOPUP_TRX: undefined, VONAGE_TOPUP_TRX_FILE: '/t' }, ['VONAGE_TOPUP_TRX_FILE'], /empty/, { '/t': '' }),
   bad('key file missing', { ...MINIMAL, VONAGE_API_KEY: undefined, VONAGE_API_KEY_FILE: '/k' }, ['VONAGE_API_KEY_FILE'], /ENOENT/),
+  // The shared ledger (LEDGER=postgres)
+  bad('ledger kind unknown', { ...MINIMAL, LEDGER: 'sqlite' }, ['LEDGER'], /file or postgres/),
+  bad('postgres without a URL', { ...MINIMAL, LEDGER: 'postgres' }, ['DATABASE_URL'], /required with LEDGER=postgres/),
+  bad('database URL not a URL: the value is never shown', { ...MINIMAL, LEDGER: 'postgres', DATABASE_URL: `not a url ${SECRET}` }, ['DATABASE_URL'], /could not be parsed; its value is not shown/),
+  bad('database URL of another scheme', { ...MINIMAL, LEDGER: 'postgres', DATABASE_URL: `mysql://u:${SECRET}@db/x` }, ['DATABASE_URL'], /postgres:\/\//),
+  bad('database URL file missing', { ...MINIMAL, LEDGER: 'postgres', DATABASE_URL_FILE: '/d' }, ['DATABASE_URL_FILE'], /ENOENT/),
+  bad('database URL file not a URL', { ...MINIMAL, LEDGER: 'postgres', DATABASE_URL_FILE: '/d' }, ['DATABASE_URL_FILE'], /could not be parsed/, { '/d': `${SECRET}\n` }),
+  bad('schema with a quote (it becomes an SQL identifier)', { ...MINIMAL, DATABASE_SCHEMA: 'x"; DROP TABLE y; --' }, ['DATABASE_SCHEMA'], /identifier/),
+  bad('schema upper case', { ...MINIMAL, DATABASE_SCHEMA: 'Watchdog' }, ['DATABASE_SCHEMA'], /lower-case/),
+  bad('instance id with a space', { ...MINIMAL, INSTANCE_ID: 'pod a' }, ['INSTANCE_ID'], /printable ASCII/),
+  bad('instance id too long', { ...MINIMAL, INSTANCE_ID: 'p'.repeat(64) }, ['INSTANCE_ID'], /1-63/),
+  bad('lease too short', { ...MINIMAL, LEADER_LEASE: '500ms' }, ['LEADER_LEASE']),
+  bad('lease too long', { ...MINIMAL, LEADER_LEASE: '6m' }, ['LEADER_LEASE']),
   bad('token file missing', { ...MINIMAL, METRICS_AUTH_TOKEN_FILE: '/m' }, ['METRICS_AUTH_TOKEN_FILE'], /ENOENT/),
   bad('token file empty', { ...MINIMAL, METRICS_AUTH_TOKEN_FILE: '/m' }, ['METRICS_AUTH_TOKEN_FILE'], /empty/, { '/m': '\n' }),
   bad('reader error without a code', { ...MINIMAL, METRICS_AUTH_TOKEN_FILE: '/m' }, ['METRICS_AUTH_TOKEN_FILE'], /\(unreadable\)$/, { '/m': { code: undefined as unknown as string } }),
@@ -539,11 +554,12 @@ describe('CONFIG_VARIABLES', () => {
     const names = CONFIG_VARIABLES.map((v) => v.name);
     expect(new Set(names).size).toBe(names.length);
     expect(CONFIG_VARIABLES.filter((v) => v.secret).map((v) => v.name)).toEqual([...SECRET_VARIABLES]);
-    expect(SECRET_VARIABLES).toEqual(['VONAGE_API_SECRET', 'VONAGE_TOPUP_TRX', 'METRICS_AUTH_TOKEN']);
+    expect(SECRET_VARIABLES).toEqual(['VONAGE_API_SECRET', 'VONAGE_TOPUP_TRX', 'DATABASE_URL', 'METRICS_AUTH_TOKEN']);
     expect(CONFIG_VARIABLES.filter((v) => v.fileVariant).map((v) => v.name)).toEqual([
       'VONAGE_API_KEY',
       'VONAGE_API_SECRET',
       'VONAGE_TOPUP_TRX',
+      'DATABASE_URL',
       'METRICS_AUTH_TOKEN',
     ]);
     for (const v of CONFIG_VARIABLES) expect(v.description.length).toBeGreaterThan(0);

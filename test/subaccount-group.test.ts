@@ -54,6 +54,8 @@ function configOf(accounts: AccountConfig[], stateDir: string): Config {
     warnings: [],
     pollConcurrency: 8,
     accountsFile: undefined,
+    ledger: { kind: 'file', schema: 'vonage_reload_watchdog', leaseMs: 15_000 },
+    instanceId: 'test',
   } as Config;
 }
 

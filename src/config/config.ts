@@ -9,6 +9,7 @@
  * names, logs) is refused outright when it carries a secret: `refusePublishedSecret`.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import cron from 'node-cron';
 import { scheduleIntervalMs } from '../cycle/scheduler.js';
 import { z } from 'zod';
@@ -55,10 +56,18 @@ export interface Config {
   pollConcurrency: number;
   httpTimeoutMs: number;
   stateDir: string;
+  /** Where refill attempts are kept: STATE_DIR (one replica), or PostgreSQL shared by replicas. */
+  ledger: LedgerConfig;
+  /** INSTANCE_ID: this replica's name in leases, logs, metrics and database sessions. */
+  instanceId: string;
   metrics: { host: string; port: number; authToken: string | undefined };
   log: { level: LogLevel; format: 'json' | 'pretty' };
   warnings: string[];
 }
+
+export type LedgerConfig =
+  | { kind: 'file'; schema: string; leaseMs: number }
+  | { kind: 'postgres'; url: string; schema: string; leaseMs: number };
 
 export interface ConfigProblem {
   variable: string;
@@ -83,6 +92,7 @@ export type ReadFile = (path: string) => string;
 export const SECRET_VARIABLES: readonly string[] = Object.freeze([
   'VONAGE_API_SECRET',
   'VONAGE_TOPUP_TRX',
+  'DATABASE_URL',
   'METRICS_AUTH_TOKEN',
 ]);
 
@@ -144,7 +154,12 @@ export const CONFIG_VARIABLES: readonly ConfigVariable[] = Object.freeze([
   variable('POLL_MAX_INTERVAL', '10m', 'with POLL_ADAPTIVE, the longest time between two polls of the account (1s-24h)'),
   variable('POLL_CONCURRENCY', '8', 'how many accounts are polled at once (1-64)'),
   variable('HTTP_TIMEOUT', '10s', 'bound on each request to Vonage'),
-  variable('STATE_DIR', './data', 'where the top-up ledger is kept'),
+  variable('STATE_DIR', './data', 'where the top-up ledger is kept (LEDGER=file)'),
+  variable('LEDGER', 'file', '`file` (STATE_DIR, one replica) or `postgres` (shared by several replicas: high availability)'),
+  variable('DATABASE_URL', '(required with LEDGER=postgres)', 'postgres:// URL of the shared ledger; its password is never shown', { secret: true, fileVariant: true }),
+  variable('DATABASE_SCHEMA', 'vonage_reload_watchdog', 'schema of the shared ledger, created and migrated at start-up'),
+  variable('INSTANCE_ID', '(the host name)', "this replica's name in leases, logs, metrics and database sessions"),
+  variable('LEADER_LEASE', '15s', 'how long a silent replica keeps an account before another takes it (1s-5m)'),
   variable('METRICS_HOST', '0.0.0.0', 'address the HTTP endpoints listen on'),
   variable('METRICS_PORT', '8479', 'port of the HTTP endpoints (0 = any free port)'),
   variable('METRICS_AUTH_TOKEN', '(unset)', 'bearer token required on /metrics and /status', {
@@ -165,7 +180,7 @@ const KNOWN_NAMES: ReadonlySet<string> = new Set([...SETTING_NAMES, ...INTERNAL_
 // Names under these prefixes are ours, so an unknown one is almost surely a typo. Other names are
 // judged only by their closeness to one of ours: the environment is shared with everything else
 // in the container (HTTP_PROXY, NODE_OPTIONS, LOG), which must never draw a warning.
-const OUR_PREFIXES: readonly string[] = ['VONAGE_', 'TOPUP_', 'POLL_', 'METRICS_', 'LOG_'];
+const OUR_PREFIXES: readonly string[] = ['VONAGE_', 'TOPUP_', 'POLL_', 'METRICS_', 'LOG_', 'LEADER_'];
 const NEAR_MISS_MAX_DISTANCE = 2;
 const NEAR_MISS_MIN_CHARS = 6;
 
@@ -735,6 +750,63 @@ function checkStateDir(c: Checker): string | undefined {
   return text;
 }
 
+const LEADER_LEASE_MIN_MS = 1_000;
+const LEADER_LEASE_MAX_MS = 300_000;
+export const SCHEMA_NAME_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** LEDGER, and with `postgres` its URL (a secret: never quoted), schema and lease. */
+function checkLedger(c: Checker, url: Sourced): LedgerConfig | undefined {
+  const kind = c.choice('LEDGER', ['file', 'postgres'] as const, 'file or postgres');
+  const leaseMs = c.duration('LEADER_LEASE', LEADER_LEASE_MIN_MS, LEADER_LEASE_MAX_MS);
+  const schemaText = c.trimmed('DATABASE_SCHEMA') ?? literalDefault('DATABASE_SCHEMA');
+  let schema: string | undefined = schemaText;
+  if (!SCHEMA_NAME_PATTERN.test(schemaText)) schema = c.problem('DATABASE_SCHEMA', `must be a plain lower-case SQL identifier: letters a-z, digits and _, not starting with a digit, at most 63 characters (got ${c.quote(schemaText)})`);
+  if (kind !== 'postgres') {
+    for (const n of ['DATABASE_URL', 'DATABASE_URL_FILE']) if (c.raw(n) !== undefined && kind === 'file') c.warnings.push(`${n} is set but LEDGER is file: the ledger stays in STATE_DIR (set LEDGER=postgres to share it between replicas)`);
+    return kind === undefined || schema === undefined || leaseMs === undefined ? undefined : { kind: 'file', schema, leaseMs };
+  }
+  if (url === 'failed') return undefined;
+  if (url === 'unset') return c.problem('DATABASE_URL', 'is required with LEDGER=postgres (or DATABASE_URL_FILE): a postgres://user:password@host:5432/database URL');
+  const problem = databaseUrlProblem(url.value);
+  if (problem !== undefined) return c.problem(url.from, problem);
+  if (schema === undefined || leaseMs === undefined) return undefined;
+  return { kind: 'postgres', url: url.value, schema, leaseMs };
+}
+
+/** What is wrong with a database URL, in words that never repeat it (it holds the password). */
+export function databaseUrlProblem(text: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return 'must be a URL such as postgres://user:password@host:5432/database (it could not be parsed; its value is not shown)';
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') return `must start with postgres:// or postgresql:// (got ${JSON.stringify(u.protocol.slice(0, 20))}; the rest is not shown)`;
+  if (u.hostname === '' && !u.searchParams.has('host')) return 'must name a host (postgres://user:password@host:5432/database); its value is not shown';
+  return undefined;
+}
+
+/** The URL as --check-config and logs may show it: without the password. */
+export function redactedDatabaseUrl(text: string): string {
+  try {
+    const u = new URL(text);
+    if (u.password !== '') u.password = '***';
+    for (const k of [...u.searchParams.keys()]) if (/pass|secret|key|token/i.test(k)) u.searchParams.set(k, '***');
+    return u.toString();
+  } catch {
+    return '(unparsable)';
+  }
+}
+
+/** INSTANCE_ID, or the host name (a pod's name in Kubernetes, a container's id in compose). */
+function checkInstanceId(c: Checker, env: Env): string | undefined {
+  const name = 'INSTANCE_ID';
+  const text = c.trimmed(name) ?? (env.HOSTNAME?.trim() || hostname());
+  if (text === '' || text.length > 63 || !/^[\x21-\x7e]+$/.test(text)) return c.problem(name, `must be 1-63 printable ASCII characters without spaces (got ${c.quote(text)})`);
+  if (c.refusePublishedSecret(name, text, 'in logs, metrics and database sessions')) return undefined;
+  return text;
+}
+
 function checkMetricsHost(c: Checker): string | undefined {
   const name = 'METRICS_HOST';
   const text = c.trimmed(name) ?? literalDefault(name);
@@ -757,6 +829,7 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
   // Secret files are read first, so quote() knows their contents before any value is quoted.
   const envSecrets = accountsFile === undefined ? ([c.sourced('VONAGE_API_SECRET'), c.sourced('VONAGE_TOPUP_TRX')] as const) : undefined;
   const tokenSource = c.sourced('METRICS_AUTH_TOKEN');
+  const databaseSource = c.sourced('DATABASE_URL');
 
   const poll: PollDefaults = {
     pollAdaptive: c.boolean('POLL_ADAPTIVE'),
@@ -774,6 +847,8 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
   const pollConcurrency = c.integer('POLL_CONCURRENCY', 1, POLL_CONCURRENCY_MAX);
   const httpTimeoutMs = c.duration('HTTP_TIMEOUT', TIMEOUT_MIN_MS, TIMEOUT_MAX_MS);
   const stateDir = checkStateDir(c);
+  const ledger = checkLedger(c, databaseSource);
+  const instanceId = checkInstanceId(c, env);
   const host = checkMetricsHost(c);
   const port = c.integer('METRICS_PORT', 0, 65535);
   const level = c.choice('LOG_LEVEL', LOG_LEVELS, `one of ${LOG_LEVELS.join('/')}`);
@@ -791,6 +866,8 @@ export function loadConfig(env: Env, readFile: ReadFile = defaultReadFile): Conf
     pollConcurrency: pollConcurrency!,
     httpTimeoutMs: httpTimeoutMs!,
     stateDir: stateDir!,
+    ledger: ledger!,
+    instanceId: instanceId!,
     metrics: { host: host!, port: port!, authToken },
     log: { level: level!, format: format! },
     warnings: c.warnings,
@@ -1077,6 +1154,11 @@ export function describeConfig(config: Config): Record<string, string> {
   out.POLL_CONCURRENCY = String(config.pollConcurrency);
   out.HTTP_TIMEOUT = formatDuration(config.httpTimeoutMs);
   out.STATE_DIR = config.stateDir;
+  out.LEDGER = config.ledger.kind;
+  out.DATABASE_URL = config.ledger.kind === 'postgres' ? redactedDatabaseUrl(config.ledger.url) : '(unset)';
+  out.DATABASE_SCHEMA = config.ledger.schema;
+  out.INSTANCE_ID = config.instanceId;
+  out.LEADER_LEASE = formatDuration(config.ledger.leaseMs);
   out.METRICS_HOST = config.metrics.host;
   out.METRICS_PORT = String(config.metrics.port);
   out.METRICS_AUTH_TOKEN = masked(config.metrics.authToken);

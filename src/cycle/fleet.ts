@@ -36,6 +36,8 @@ export interface FleetOptions {
   monoNow?: () => number;
   /** The wall clock: a plan is due by either clock (the monotonic one stops while the host sleeps). */
   now?: () => number;
+  /** Whether this replica runs the unit at all (LEDGER=postgres: it leads it, or the ledger is down). */
+  runs?: (unit: Unit) => boolean;
 }
 
 /** At most `limit` holders at once; waiters are served in arrival order. */
@@ -88,7 +90,8 @@ export class Fleet {
     const tick = (this.options.monoNow ?? (() => performance.now()))();
     const tickMs = this.options.tickMs ?? 0;
     const wall = (this.options.now ?? Date.now)();
-    const units = this.current.filter((u) => !u.watchdog.adaptive || isDue(u.watchdog.nextPoll, tick, tickMs, wall) || (u.group !== undefined && isDue(u.group.group.nextPoll, tick, tickMs, wall)));
+    const runs = this.options.runs ?? (() => true);
+    const units = this.current.filter((u) => runs(u)).filter((u) => !u.watchdog.adaptive || isDue(u.watchdog.nextPoll, tick, tickMs, wall) || (u.group !== undefined && isDue(u.group.group.nextPoll, tick, tickMs, wall)));
     const random = this.options.random ?? Math.random;
     // Jitter first, then a slot: a unit waiting out its random delay holds no slot, so the delay
     // spreads the requests without stretching the cycle (200 accounts: 0.3 s, not 3.4 s).

@@ -36,6 +36,8 @@ export type GroupEvent =
   | { kind: 'transfer_resolved'; attempt: Attempt; to: string; outcome: 'success' | 'failed'; amount?: number; via: 'history' | 'absent' }
   | { kind: 'history_failed'; error: VonageError; unresolved: number }
   | { kind: 'ledger_write_failed'; attemptId: string; problem: string }
+  /** A shared ledger's claim that was too old to send (LEDGER=postgres): closed as failed, it counts. */
+  | { kind: 'transfer_abandoned'; attempt: Attempt; to: string; lateMs: number }
   /** At the end of every cycle: the ledger as it now stands, for the per-subaccount gauges. */
   | { kind: 'ledger'; view: LedgerView; now: number }
   /** After a list answer: each refillable subaccount's forecast, and when the list is read next (wall ms). */
@@ -296,7 +298,7 @@ export class SubaccountGroup {
 
   private async cycle(primaryCycle: PrimaryCycle, signal?: AbortSignal): Promise<GroupResult> {
     const { client, ledger, onEvent } = this.deps;
-    ledger.retry();
+    await ledger.retry();
     let list: SubaccountList;
     try {
       list = await client.listSubaccounts(signal);
@@ -322,7 +324,7 @@ export class SubaccountGroup {
 
     const forecastDue = this.forecastDue(watched);
     // Decide and record in one step: nothing runs between the ledger's view and the records.
-    const claim = ledger.claimMany((view, now) => {
+    const claim = await ledger.claimMany((view, now) => {
       const input: TransferPolicyInput = {
         forecastDue,
         now,
@@ -370,7 +372,7 @@ export class SubaccountGroup {
     let primaryBalance = list.primary.balance;
     const triggers = new Map(decisions.flatMap((d) => (d.action === 'transfer' ? [[d.to, d.trigger ?? 'threshold'] as const] : [])));
     for (const attempt of claim.attempts) {
-      const outcome = await this.send(attempt, primaryBalance, triggers.get(attempt.to!) ?? 'threshold');
+      const outcome = await this.send(attempt, primaryBalance, triggers.get(attempt.to!) ?? 'threshold', claim.sendBy);
       if (outcome === 'success' || outcome === 'unknown') this.movedOut += attempt.requested ?? 0;
       if (outcome !== 'not_sent' && outcome !== 'failed') primaryBalance -= attempt.requested ?? 0;
       transfers.push({ to: attempt.to!, outcome });
@@ -379,10 +381,22 @@ export class SubaccountGroup {
   }
 
   /** Sends one recorded transfer, once: its outcome is whatever this one request tells. */
-  private async send(attempt: Attempt, primaryBalance: number, trigger: 'threshold' | 'forecast'): Promise<'success' | 'failed' | 'unknown' | 'not_sent'> {
+  private async send(attempt: Attempt, primaryBalance: number, trigger: 'threshold' | 'forecast', sendBy?: number): Promise<'success' | 'failed' | 'unknown' | 'not_sent'> {
     const { client, ledger, onEvent, primary } = this.deps;
     const to = attempt.to!;
     const amount = attempt.requested!;
+    failpoint('after_claim_committed');
+    // As for a top-up: a shared ledger's claim too old to act on (the process was paused after it
+    // committed) is closed as abandoned; it counts for the subaccount's cooldown and caps.
+    if (sendBy !== undefined && this.deps.monoNow() > sendBy) {
+      try {
+        await ledger.recordOutcome(attempt, 'failed', 'abandoned');
+      } catch (err) {
+        onEvent({ kind: 'ledger_write_failed', attemptId: attempt.id, problem: err instanceof Error ? err.message : 'ledger write failed' });
+      }
+      onEvent({ kind: 'transfer_abandoned', attempt, to, lateMs: this.deps.monoNow() - sendBy });
+      return 'not_sent';
+    }
     onEvent({ kind: 'transfer_sending', attempt, to, amount, primaryBalance, trigger });
     failpoint('after_transfer_recorded');
     let outcome: 'success' | 'failed' | 'unknown' | 'not_sent';
@@ -399,8 +413,8 @@ export class SubaccountGroup {
     }
     failpoint('before_transfer_outcome_recorded');
     try {
-      ledger.recordOutcome(attempt, outcome, error?.reason);
-      if (outcome === 'success') ledger.recordConfirmed(attempt, primaryBalance - amount, amount);
+      await ledger.recordOutcome(attempt, outcome, error?.reason);
+      if (outcome === 'success') await ledger.recordConfirmed(attempt, primaryBalance - amount, amount);
     } catch (err) {
       onEvent({ kind: 'ledger_write_failed', attemptId: attempt.id, problem: err instanceof Error ? err.message : 'ledger write failed' });
     }
@@ -442,10 +456,10 @@ export class SubaccountGroup {
       if (via === undefined) continue;
       try {
         if (found) {
-          ledger.recordOutcome(a, 'success', 'found_in_history');
-          ledger.recordConfirmed(a, Number.NaN, found.amount);
+          await ledger.recordOutcome(a, 'success', 'found_in_history');
+          await ledger.recordConfirmed(a, Number.NaN, found.amount);
         } else {
-          ledger.recordOutcome(a, 'failed', 'not_in_history');
+          await ledger.recordOutcome(a, 'failed', 'not_in_history');
         }
       } catch (err) {
         onEvent({ kind: 'ledger_write_failed', attemptId: a.id, problem: err instanceof Error ? err.message : 'ledger write failed' });

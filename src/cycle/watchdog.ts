@@ -210,7 +210,7 @@ export class Watchdog {
   private async cycle(signal?: AbortSignal): Promise<CycleResult> {
     const { metrics, ledger, now } = this.deps;
     metrics.polls.inc(this.label);
-    ledger.retry();
+    await ledger.retry();
     this.refreshLedgerMetrics();
 
     let reading: BalanceReading & { mono: number };
@@ -250,7 +250,7 @@ export class Watchdog {
     metrics.lastPollSuccess.set(this.label, reading.at / 1000);
     this.log.info({ balance: reading.value, autoReload: reading.autoReload, requestId: reading.requestId }, 'balance read');
 
-    this.reconcile(reading);
+    await this.reconcile(reading);
     const belowThreshold = reading.value < this.deps.account.threshold;
     if (signal?.aborted) {
       this.lastDecision = { action: 'none', why: 'no_reading' };
@@ -270,8 +270,9 @@ export class Watchdog {
         forecast = { runwayMs: this.lastRunwaySeconds * 1000, leadTimeMs: this.deps.account.leadTimeMs, ...(known === undefined ? {} : { refillAmount: known }) };
       }
     }
-    // Decision and record in one synchronous step (ledger.claim): nothing can run in between.
-    const claim = ledger.claim(reading, this.settings(), this.monoNow(), forecast);
+    // Decision and record in one atomic step (ledger.claim: synchronous under the STATE_DIR lock,
+    // or one database transaction): no other decision can see the ledger in between.
+    const claim = await ledger.claim(reading, this.settings(), this.monoNow(), forecast);
     const decision = claim.decision;
     this.lastDecision = decision;
     const result: CycleResult = { ok: true, belowThreshold, reading, decision };
@@ -293,7 +294,7 @@ export class Watchdog {
     metrics.refillBlocked.set(this.label, this.blocked === undefined ? 0 : 1);
     if (claim.attempt) {
       const trigger = decision.action === 'topup' && decision.trigger === 'forecast' ? 'forecast' : 'threshold';
-      result.topUp = await this.topUp(reading, claim.attempt, trigger);
+      result.topUp = await this.topUp(reading, claim.attempt, trigger, claim.sendBy);
       // Top-ups sent, as vonage_topups_total counts them: a refused connection sent nothing.
       if (result.topUp.outcome !== 'not_sent') metrics.refillTriggers.inc({ ...this.label, trigger });
       result.ok = result.topUp.outcome === 'success';
@@ -315,8 +316,23 @@ export class Watchdog {
     };
   }
 
-  private async topUp(reading: BalanceReading, attempt: Attempt, trigger: 'threshold' | 'forecast'): Promise<{ outcome: TopUpOutcome; reason?: string }> {
+  private async topUp(reading: BalanceReading, attempt: Attempt, trigger: 'threshold' | 'forecast', sendBy?: number): Promise<{ outcome: TopUpOutcome; reason?: string }> {
     const { ledger, metrics, client, account } = this.deps;
+    failpoint('after_claim_committed');
+    // A shared ledger cannot refuse a replica that froze between its committed claim and the
+    // request (the claim is already in): the sender bounds that pause itself, on the monotonic
+    // clock. Too late, the attempt is closed as abandoned: it counts, and it moved no money.
+    if (sendBy !== undefined && this.monoNow() > sendBy) {
+      const late = Math.round(this.monoNow() - sendBy);
+      this.log.error({ attemptId: attempt.id, lateMs: late }, 'top-up NOT sent: too long passed between its claim and the request (the process was paused?); recorded as abandoned, it counts for cooldown and cap');
+      try {
+        await ledger.recordOutcome(attempt, 'failed', 'abandoned');
+      } catch (err) {
+        this.log.error({ problem: err instanceof Error ? err.message : 'ledger write failed', attemptId: attempt.id }, 'could not record the abandoned top-up; the attempt stays counted');
+      }
+      metrics.topupsSkipped.inc({ ...this.label, reason: 'stale_reading' });
+      return { outcome: 'not_sent', reason: 'abandoned' };
+    }
     this.floors.set(attempt.id, reading.value);
     if (trigger === 'forecast') {
       this.log.warn({ attemptId: attempt.id, balance: reading.value, threshold: account.threshold, trigger, runwaySeconds: Math.round(this.lastRunwaySeconds), leadTimeSeconds: account.leadTimeMs / 1000 }, 'forecast: the threshold is within TOPUP_LEAD_TIME; sending top-up');
@@ -350,7 +366,7 @@ export class Watchdog {
     }
     failpoint('before_outcome_recorded');
     try {
-      ledger.recordOutcome(attempt, outcome, reason);
+      await ledger.recordOutcome(attempt, outcome, reason);
     } catch (err) {
       this.log.error({ problem: err instanceof Error ? err.message : 'ledger write failed', attemptId: attempt.id }, 'could not record the top-up outcome; the attempt stays counted');
     }
@@ -363,14 +379,14 @@ export class Watchdog {
    * that settles it as applied; for any attempt it tells the amount, which Vonage's answer does
    * not carry.
    */
-  private reconcile(reading: BalanceReading): void {
+  private async reconcile(reading: BalanceReading): Promise<void> {
     const { ledger, metrics } = this.deps;
     const attempts = ledger.view().attempts;
     const given = attributeRise(attempts, reading, (x) => this.floors.get(x.id) ?? x.balanceBefore);
     for (const { attempt: a, amount } of given) {
       const wasUnknown = a.outcome !== 'success';
       try {
-        ledger.recordConfirmed(a, reading.value, amount);
+        await ledger.recordConfirmed(a, reading.value, amount);
       } catch {
         a.confirmedAt = reading.at;
         a.amount = amount;

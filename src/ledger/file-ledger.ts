@@ -138,6 +138,8 @@ export interface Claim {
   decision: ForecastDecision;
   /** Present only when the attempt is durably recorded and the request may be sent. */
   attempt?: Attempt;
+  /** Monotonic time after which the request must not go out (a shared ledger's claims); unset: no bound. */
+  sendBy?: number;
 }
 
 

@@ -21,6 +21,7 @@ import { decideWithForecast } from '../refill/topup-policy.js';
 import type { FinalOutcome } from './records.js';
 import type { Claim, PlannedAttempt } from './file-ledger.js';
 import { keyFingerprint } from './file-ledger.js';
+import type { LeaseGuard } from './postgres-leases.js';
 
 /** Attempts older than this matter to no rule (the daily cap is 24 h; a week, as the file ledger keeps). */
 const KEEP_MS = 7 * 86_400_000;
@@ -38,6 +39,16 @@ export interface PostgresLedgerOptions {
   monoNow?: () => number;
   /** Longest time between the start of a claim and its request (well inside LEADER_LEASE). */
   sendBoundMs: number;
+  /** Claims are refused unless this process holds the group's lease (checked in the claim's transaction). */
+  lease?: LeaseGuard;
+}
+
+/** The claim's transaction found the group's lease held by another replica, or expired. */
+export class NotLeaderError extends Error {
+  constructor() {
+    super('this replica does not hold the lease of this account (another replica acts for it, or the lease expired while this one was paused)');
+    this.name = 'NotLeaderError';
+  }
 }
 
 interface Row {
@@ -163,11 +174,18 @@ export class PostgresLedger {
    */
   private async transaction<T>(body: (c: pg.PoolClient, dbNow: number, view: LedgerView) => Promise<T>): Promise<T | Error> {
     let client: pg.PoolClient | undefined;
+    // A connection that failed mid-transaction (killed backend, timeout) is dropped, never reused.
+    let broken = false;
     this.uncommitted = [];
     try {
       client = await this.o.pool.connect();
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`vonage-reload-watchdog:${this.o.kind}:${this.keyId}`]);
+      if (this.o.lease) {
+        const l = this.o.lease;
+        const held = await client.query(`SELECT 1 FROM ${l.schema}.leases WHERE group_key = $1 AND nonce = $2 AND expires_at > now()`, [l.groupKey, l.nonce]);
+        if (held.rowCount === 0) throw new NotLeaderError();
+      }
       const { rows, dbNow } = await this.read(client);
       this.attempts = this.toAttempts(rows, dbNow);
       this.problem = undefined;
@@ -176,6 +194,9 @@ export class PostgresLedger {
       return out;
     } catch (err) {
       if (client) await client.query('ROLLBACK').catch(() => undefined);
+      // Refused, not broken: the ledger stays writable for the replica that leads.
+      if (err instanceof NotLeaderError) return err;
+      broken = true;
       this.problem = problemOf(err);
       // Rows inserted in the failed transaction are not in the database (or, if only the answer
       // to COMMIT was lost, they count there until read again): none is sent from here.
@@ -184,7 +205,7 @@ export class PostgresLedger {
       for (const id of gone) this.monos.delete(id);
       return new Error(this.problem);
     } finally {
-      client?.release();
+      client?.release(broken);
     }
   }
 

@@ -40,6 +40,28 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
 );
 CREATE INDEX IF NOT EXISTS attempts_key_kind_at ON ${s}.attempts (key_id, kind, at);`,
   },
+  {
+    version: 2,
+    name: 'leases',
+    // Who acts for each account group (a primary with its subaccounts), until when, by the
+    // database's clock. `nonce` is one process's, so a restarted replica with the same
+    // INSTANCE_ID is not taken for its dead predecessor. `instances` holds each live replica's
+    // heartbeat: a second live process with the same INSTANCE_ID is refused there.
+    sql: (s: string) => `CREATE TABLE IF NOT EXISTS ${s}.leases (
+  group_key text PRIMARY KEY,
+  account text NOT NULL,
+  holder text NOT NULL,
+  nonce text NOT NULL,
+  acquired_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ${s}.instances (
+  instance_id text PRIMARY KEY,
+  nonce text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now()
+);`,
+  },
 ]);
 
 const lockKey = (schema: string) => `vonage-reload-watchdog:migrate:${schema}`;

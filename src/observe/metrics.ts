@@ -62,6 +62,9 @@ export interface Metrics {
   nextPoll: Gauge<'account'>;
   pollMaxInterval: Gauge<'account'>;
   refillBlocked: Gauge<'account'>;
+  leader: Gauge<'account'>;
+  ledgerUp: Gauge<string>;
+  leaderTransitions: Counter<'account'>;
 }
 
 export interface MetricsAccount {
@@ -130,6 +133,9 @@ export function createMetrics(registry: Registry, accounts: readonly MetricsAcco
     pollMaxInterval: gauge('vonage_balance_poll_max_interval_seconds', 'The longest the balance goes unread while polls succeed: POLL_MAX_INTERVAL plus one tick with POLL_ADAPTIVE, else the interval of POLL_SCHEDULE. Staleness alerts allow for it.'),
     refillBlocked: gauge('vonage_refill_blocked', 'Whether a refill, were it due now, could not be sent for a reason that waiting out the cooldown does not cure (1): refills switched off, dry run, auto-reload off, the ledger unwritable, the daily cap, and for a subaccount suspended, the primary reserve or the EUR cap. /status says which.'),
     refillTriggers: counter('vonage_refill_triggers_total', 'Refills sent (card top-ups, and balance transfers to a subaccount), by what triggered them: the balance below the threshold, or the forecast (TOPUP_LEAD_TIME, leadTime) saying it soon would be.', ['account', 'trigger'] as const),
+    leader: gauge('vonage_watchdog_leader', 'Whether this replica acts for the account (1) or stands by (0). With LEDGER=file always 1; with LEDGER=postgres, 1 on the replica holding its lease. A standby exports no other series of the account (except while the ledger is down, when every replica watches every account).'),
+    ledgerUp: new Gauge({ name: 'vonage_ledger_up', help: 'Whether the ledger store answers (1): PostgreSQL with LEDGER=postgres; always 1 with LEDGER=file (see vonage_ledger_writable). While 0 no refill is sent.', registers }),
+    leaderTransitions: counter('vonage_leader_transitions_total', 'Times this replica took or gave up the lease of the account (LEDGER=postgres).', ['account'] as const),
   };
 
   new Gauge({ name: 'vonage_watchdog_build_info', help: 'Build information; the value is always 1.', labelNames: ['version'] as const, registers }).set({ version }, 1);

@@ -169,6 +169,9 @@ export function observeGroup(options: { metrics: Metrics; log: Logger; primary: 
       case 'history_failed':
         log.warn({ err: e.error, unresolved: e.unresolved }, 'could not read the transfer history; transfers of unknown outcome stay counted');
         break;
+      case 'transfer_abandoned':
+        log.error({ attemptId: e.attempt.id, subaccount: e.to, lateMs: Math.round(e.lateMs) }, 'balance transfer NOT sent: too long passed between its claim and the request (the process was paused?); recorded as abandoned, it counts for cooldown and caps');
+        break;
       case 'ledger_write_failed':
         log.error({ attemptId: e.attemptId, problem: e.problem }, 'could not record a transfer outcome; the attempt stays counted');
         break;
