@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { DestinationStream } from 'pino';
 import { Registry } from 'prom-client';
-import { ConfigError, type AccountConfig, type Config } from './config/config.js';
+import { ConfigError, databasePassword, type AccountConfig, type Config } from './config/config.js';
 import type { SubaccountsConfig } from './accounts/types.js';
 import { Fleet, type Unit, type UnitResult } from './cycle/fleet.js';
 import { SubaccountGroup } from './cycle/subaccount-group.js';
@@ -115,7 +115,7 @@ export function buildParts(config: Config, deps: DaemonDeps = {}): Parts {
       {
         level: config.log.level,
         format: config.log.format,
-        secrets: [...secretsOf(config.accounts), config.metrics.authToken ?? ''],
+        secrets: [...secretsOf(config.accounts), config.metrics.authToken ?? '', databasePassword(config) ?? ''],
         apiKeys: config.accounts.map((a) => a.apiKey),
         onDrop: (lines) => metrics.logLinesDropped.inc(lines),
       },

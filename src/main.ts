@@ -6,7 +6,7 @@
  */
 import dotenv from 'dotenv';
 import { helpText, parseArgs } from './config/cli.js';
-import { ConfigError, describeConfig, loadConfig, type Config } from './config/config.js';
+import { ConfigError, databasePassword, describeConfig, loadConfig, type Config } from './config/config.js';
 import { buildParts, onceExitCode, reloader, settleLedgers, startDaemon } from './daemon.js';
 import { scrub, secretForms } from './observe/log.js';
 
@@ -57,13 +57,22 @@ async function main(): Promise<void> {
   // or is logged and ignored (--once, and while starting).
   let onHangup = () => {};
   process.on('SIGHUP', () => onHangup());
-  fatalForms = secretForms([...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? ''], config.accounts.map((a) => a.apiKey));
+  fatalForms = secretForms([...config.accounts.flatMap((a) => [a.apiSecret, a.trx ?? '']), config.metrics.authToken ?? '', databasePassword(config) ?? ''], config.accounts.map((a) => a.apiKey));
+
+  if (parsed.command === 'ledger') {
+    const { runLedgerCommand } = await import('./ledger/ledger-cli.js');
+    const forms = [...fatalForms, ...secretForms([databasePassword(config) ?? ''], [])];
+    const code = await runLedgerCommand(config, parsed.ledger, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(scrub(t, forms)) });
+    process.exitCode = code;
+    return;
+  }
 
   if (command === 'check-config') {
     // The daemon would learn only at start-up that it can keep no ledger there, and then never
     // top up: test STATE_DIR the way the ledger uses it.
     const { checkStateDir } = await import('./config/state-dir-check.js');
-    const stateDir = checkStateDir(config.stateDir);
+    // LEDGER=postgres keeps nothing there.
+    const stateDir = config.ledger.kind === 'file' ? checkStateDir(config.stateDir) : { ok: true as const };
     if (!stateDir.ok) {
       process.stderr.write(`vonage-reload-watchdog: invalid configuration:\n  STATE_DIR: ${stateDir.problem}\n`);
       for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);

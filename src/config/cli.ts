@@ -2,11 +2,17 @@
 import { CONFIG_VARIABLES } from './config.js';
 import { VERSION } from '../version.js';
 
-export type Command = 'daemon' | 'once' | 'check-config' | 'help' | 'version';
+import { parseLedgerArgs, type LedgerCommand } from '../ledger/ledger-cli.js';
 
-export function parseArgs(argv: readonly string[]): { command: Command } | { error: string } {
-  const flags: Record<string, Command> = { '--once': 'once', '--check-config': 'check-config', '--help': 'help', '-h': 'help', '--version': 'version' };
-  let command: Command = 'daemon';
+export type Command = 'daemon' | 'once' | 'check-config' | 'help' | 'version' | 'ledger';
+
+export function parseArgs(argv: readonly string[]): { command: Exclude<Command, 'ledger'> } | { command: 'ledger'; ledger: LedgerCommand } | { error: string } {
+  if (argv[0] === 'ledger') {
+    const ledger = parseLedgerArgs(argv.slice(1));
+    return 'error' in ledger ? ledger : { command: 'ledger', ledger };
+  }
+  const flags: Record<string, Exclude<Command, 'ledger'>> = { '--once': 'once', '--check-config': 'check-config', '--help': 'help', '-h': 'help', '--version': 'version' };
+  let command: Exclude<Command, 'ledger'> = 'daemon';
   for (const arg of argv) {
     const c = flags[arg];
     if (!c) return { error: `unknown argument: ${arg.slice(0, 40)}` };
@@ -32,6 +38,13 @@ Usage:
   node dist/main.js --check-config   validate the configuration, test that STATE_DIR is
                                      writable, and print every setting (secrets masked)
   node dist/main.js --help           this text
+  node dist/main.js ledger migrate [--dry-run]
+                                     create or upgrade the PostgreSQL ledger's schema (as every
+                                     replica does at start-up); --dry-run prints the SQL
+  node dist/main.js ledger export [--format csv|jsonl]
+                                     every refill attempt, for audits, to stdout (either ledger)
+  node dist/main.js ledger import    copy the file ledger in STATE_DIR into PostgreSQL
+                                     (LEDGER=postgres), keeping cooldowns and caps; idempotent
 
 Exit codes:
   0   done; for --once: the balance was read and is above the threshold, or a top-up succeeded

@@ -396,7 +396,7 @@ class Checker extends Reporter {
     super();
     for (const name of SECRET_VARIABLES) {
       const value = this.raw(name);
-      if (value !== undefined) this.rememberSecret(value);
+      if (value !== undefined) for (const v of secretPartsOf(name, value)) this.rememberSecret(v);
     }
     this.misspelt = misspellings(env);
   }
@@ -464,7 +464,7 @@ class Checker extends Reporter {
       return 'failed';
     }
     const value = stripLineEnding(content);
-    if (secret) this.rememberSecret(value);
+    if (secret) for (const v of secretPartsOf(name, value)) this.rememberSecret(v);
     if (value === '') {
       this.problem(fileName, `${this.quote(path)} is empty`);
       return 'failed';
@@ -784,6 +784,34 @@ export function databaseUrlProblem(text: string): string | undefined {
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') return `must start with postgres:// or postgresql:// (got ${JSON.stringify(u.protocol.slice(0, 20))}; the rest is not shown)`;
   if (u.hostname === '' && !u.searchParams.has('host')) return 'must name a host (postgres://user:password@host:5432/database); its value is not shown';
   return undefined;
+}
+
+/**
+ * What of a secret variable's value is the secret. A database URL's host, port and user are
+ * published (--check-config shows them, and they match VONAGE_BASE_URL's 127.0.0.1 or a port);
+ * its password and any password-like parameter are not. An unparsable URL is all secret.
+ */
+function secretPartsOf(name: string, value: string): string[] {
+  if (name !== 'DATABASE_URL') return [value];
+  try {
+    const u = new URL(value);
+    const parts = [u.password, safeDecode(u.password)];
+    for (const [k, v] of u.searchParams) if (/pass|secret|key|token/i.test(k)) parts.push(v);
+    return parts.filter((p) => p !== '');
+  } catch {
+    return [value];
+  }
+}
+
+/** The shared ledger's password, for the scrubbers of logs and messages (never shown). */
+export function databasePassword(config: Pick<Config, 'ledger'>): string | undefined {
+  if (config.ledger.kind !== 'postgres') return undefined;
+  try {
+    const p = decodeURIComponent(new URL(config.ledger.url).password);
+    return p === '' ? undefined : p;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The URL as --check-config and logs may show it: without the password. */

@@ -189,7 +189,11 @@ export class PostgresLedger {
       const { rows, dbNow } = await this.read(client);
       this.attempts = this.toAttempts(rows, dbNow);
       this.problem = undefined;
-      const out = await body(client, dbNow, { writable: true, attempts: this.attempts });
+      // Decided as of the latest moment each claimed refill may go out (its claim plus the send
+      // bound): the gap between two refills as Vonage receives them is then at least the cooldown.
+      const bound = this.o.sendBoundMs;
+      const asSent = this.attempts.map((a): Attempt => ({ ...a, at: a.at + bound, ...(a.mono === undefined ? {} : { mono: a.mono + bound }) }));
+      const out = await body(client, dbNow, { writable: true, attempts: asSent });
       await client.query('COMMIT');
       return out;
     } catch (err) {

@@ -14,6 +14,12 @@ export interface Postgres {
   url: string;
   password: string;
   port: number;
+  /** Stops the server (fast shutdown: sessions are cut), keeping its data. */
+  halt(): Promise<void>;
+  /** Starts it again on the same port and data. */
+  resume(): Promise<void>;
+  /** SQL as the superuser, over the Unix socket (works whatever the test did to TCP sessions). */
+  sql(query: string): string;
   stop(): Promise<void>;
 }
 
@@ -38,21 +44,35 @@ export async function startPostgres(): Promise<Postgres> {
   const as = root ? { uid: uid!, gid: gid! } : {};
   execFileSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync'], { ...as, stdio: 'pipe', cwd: dir });
   const port = await freePort();
+  let proc: ChildProcess | undefined;
   let log = '';
-  const proc: ChildProcess = spawn(join(bin, 'postgres'), ['-D', data, '-k', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...as, stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
-  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  await waitFor(() => /ready to accept connections/.test(log), 30_000, () => log);
+  const launch = async () => {
+    log = '';
+    const p = spawn(join(bin, 'postgres'), ['-D', data, '-k', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'], { ...as, stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+    p.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    proc = p;
+    await waitFor(() => /ready to accept connections/.test(log), 30_000, () => log);
+  };
+  const halt = async () => {
+    const p = proc;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGINT');
+      await exited;
+    }
+    proc = undefined;
+  };
+  await launch();
   return {
     url: `postgres://postgres:${encodeURIComponent(PASSWORD)}@127.0.0.1:${port}/postgres`,
     password: PASSWORD,
     port,
+    halt,
+    resume: launch,
+    sql: (query: string) => execFileSync(join(bin, 'psql'), ['-h', dir, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-At', '-c', query], { ...as, encoding: 'utf8', cwd: dir }),
     async stop() {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGINT');
-        await exited;
-      }
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };
