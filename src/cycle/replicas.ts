@@ -72,6 +72,7 @@ export function sharedReplicas(config: Config & { ledger: { kind: 'postgres' } }
   const series = new Map<string, MetricsAccount & { primary?: string }>();
   const exported = new Set<string>();
   let units: readonly Unit[] = [];
+  let lastSync = Number.NEGATIVE_INFINITY;
   metrics.ledgerUp.set(0);
 
   const runs = (u: Unit) => leadership.ledgerUp !== true ? !leadership.instanceConflict : leadership.leads(groupKey(u.account));
@@ -147,7 +148,11 @@ export function sharedReplicas(config: Config & { ledger: { kind: 'postgres' } }
       sync();
     },
     runs: (u) => {
-      sync();
+      // Beliefs expire between renewals too: the series follow them, once per tick, not per unit.
+      if (monoNow() - lastSync > 100) {
+        lastSync = monoNow();
+        sync();
+      }
       return runs(u);
     },
     leads: (u) => leadership.leads(groupKey(u.account)),
