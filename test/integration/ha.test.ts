@@ -60,7 +60,9 @@ describe('replicas on PostgreSQL', () => {
     await waitFor(async () => (await leaderOf(a)) === 1, 10_000, a.output);
     const b = await h.daemon(haEnv(sim.url, schema, 'replica-b'));
     await waitFor(() => sim.appliedTopUps().length === 1, 10_000, a.output);
-    await waitFor(async () => (await leaderOf(b)) === 0, 10_000, b.output);
+    // The standby's leader series is 0 from its first scrape; its first round trip says the ledger is up.
+    await waitFor(async () => (await scrape(b)).get('vonage_ledger_up') === 1, 10_000, b.output);
+    expect(await leaderOf(b)).toBe(0);
 
     const sa = await scrape(a);
     const sb = await scrape(b);
