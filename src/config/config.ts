@@ -773,6 +773,9 @@ function checkLedger(c: Checker, url: Sourced): LedgerConfig | undefined {
   return { kind: 'postgres', url: url.value, schema, leaseMs };
 }
 
+/** URL parameters that carry a credential (libpq's `password`, `sslpassword`, a token). */
+const SECRET_PARAM = /pass|secret|key|token/i;
+
 /** What is wrong with a database URL, in words that never repeat it (it holds the password). */
 export function databaseUrlProblem(text: string): string | undefined {
   let u: URL;
@@ -796,7 +799,7 @@ function secretPartsOf(name: string, value: string): string[] {
   try {
     const u = new URL(value);
     const parts = [u.password, safeDecode(u.password)];
-    for (const [k, v] of u.searchParams) if (/pass|secret|key|token/i.test(k)) parts.push(v);
+    for (const [k, v] of u.searchParams) if (SECRET_PARAM.test(k)) parts.push(v);
     return parts.filter((p) => p !== '');
   } catch {
     return [value];
@@ -819,7 +822,7 @@ export function redactedDatabaseUrl(text: string): string {
   try {
     const u = new URL(text);
     if (u.password !== '') u.password = '***';
-    for (const k of [...u.searchParams.keys()]) if (/pass|secret|key|token/i.test(k)) u.searchParams.set(k, '***');
+    for (const k of [...u.searchParams.keys()]) if (SECRET_PARAM.test(k)) u.searchParams.set(k, '***');
     return u.toString();
   } catch {
     return '(unparsable)';

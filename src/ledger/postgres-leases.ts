@@ -122,10 +122,11 @@ export class Leadership {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.running?.catch(() => undefined);
-    const mine = [...this.heldUntil.keys()];
+    const mine = this.heldUntil.size;
     this.heldUntil.clear();
-    if (mine.length === 0 || this.up !== true) return;
-    await this.o.pool.query(`UPDATE ${this.o.schema}.leases SET expires_at = now() WHERE nonce = $1`, [this.nonce]).catch(() => undefined);
+    if (this.up !== true) return;
+    if (mine > 0) await this.o.pool.query(`UPDATE ${this.o.schema}.leases SET expires_at = now() WHERE nonce = $1`, [this.nonce]).catch(() => undefined);
+    // A standby frees its INSTANCE_ID too: a replacement with the same name need not wait a lease.
     await this.o.pool.query(`DELETE FROM ${this.o.schema}.instances WHERE instance_id = $1 AND nonce = $2`, [this.o.instanceId, this.nonce]).catch(() => undefined);
   }
 

@@ -21,7 +21,7 @@ import { decideWithForecast } from '../refill/topup-policy.js';
 import type { FinalOutcome } from './records.js';
 import type { Claim, PlannedAttempt } from './file-ledger.js';
 import { keyFingerprint } from './file-ledger.js';
-import type { LeaseGuard } from './postgres-leases.js';
+import { problemText, type LeaseGuard } from './postgres-leases.js';
 
 /** Attempts older than this matter to no rule (the daily cap is 24 h; a week, as the file ledger keeps). */
 const KEEP_MS = 7 * 86_400_000;
@@ -68,11 +68,8 @@ export interface PgClaim extends Claim {
   sendBy?: number;
 }
 
-const problemOf = (err: unknown): string => {
-  const e = err as { code?: string; message?: string };
-  // Never the connection string: pg's messages name host and user at most, and the code says enough.
-  return `the PostgreSQL ledger is unreachable or refused (${e.code ?? 'error'}: ${String(e.message ?? 'unknown').slice(0, 160)})`;
-};
+// pg's messages name host and user at most, never the password (problemText).
+const problemOf = (err: unknown): string => `the PostgreSQL ledger is unreachable or refused (${problemText(err)})`;
 
 export class PostgresLedger {
   private attempts: Attempt[] = [];

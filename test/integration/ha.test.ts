@@ -15,6 +15,7 @@ import { daemonHarness } from '../helpers/harness.js';
 import { MIGRATIONS } from '../../src/ledger/postgres-schema.js';
 import { encodeRecord } from '../../src/ledger/records.js';
 import { startPostgres, type Postgres } from './helpers/postgres.js';
+import { parseExposition } from '../safety/helpers/matrix-util.js';
 
 let db: Postgres;
 beforeAll(async () => {
@@ -27,16 +28,8 @@ afterAll(async () => {
 const h = daemonHarness();
 let schemaSeq = 0;
 
-/** Every series of a scrape, keyed by name and labels as written. */
 async function scrape(c: Child): Promise<Map<string, number>> {
-  const text = await (await fetch(`${c.url}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
+  return parseExposition(await (await fetch(`${c.url}/metrics`)).text());
 }
 const leaderOf = async (c: Child) => (await scrape(c).catch(() => new Map<string, number>())).get('vonage_watchdog_leader{account="e2e"}');
 
